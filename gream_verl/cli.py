@@ -1,0 +1,74 @@
+"""The ``gream`` command. Each subcommand group lives in its module's ``commands.py``, which
+defines ``add_commands(subparsers)``; handlers import heavy libraries lazily so ``--help`` is fast.
+
+A handler takes the parsed ``args`` and returns a JSON-serialisable dict (or None); with
+``--json`` it is printed as JSON, otherwise as a readable table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from gream_verl.report import emit
+
+COMMAND_MODULES = (
+    "gream_verl.data.commands",
+    "gream_verl.index.commands",
+    "gream_verl.model.commands",
+    "gream_verl.tasks.commands",
+    "gream_verl.srpo.commands",
+    "gream_verl.infer.commands",
+    "gream_verl.quickstart",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gream",
+        description="GREAM generative reasoning recommendation: data, item index, SFT data, "
+        "SRPO for verl, constrained decoding and evaluation.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # that command group is not part of this installation
+                continue
+            raise
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        result = func(args)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        print(f"gream {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if isinstance(result, int):
+        return result
+    if result is not None:
+        emit(result, as_json=getattr(args, "json", False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

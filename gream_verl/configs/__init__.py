@@ -1,0 +1,1 @@
+"""Default YAML configs; copy one, edit it, pass it with ``--config``."""

@@ -1,0 +1,23 @@
+"""Shared fixtures. The real data lives in ../shared/data (see its README)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GREAM_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "Office").is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set GREAM_DATA_DIR)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def office_dir(shared_data) -> Path:
+    return shared_data / "Office"

@@ -15,10 +15,10 @@ Qwen3 that the pipeline depends on:
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from gream_verl.model.checkpoint import describe, save_pretrained_atomic
 
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -168,44 +168,12 @@ def save_tiny_model(
     """Train a tokenizer, build the tiny model and save both into ``out_dir`` (written to a
     temporary folder first and renamed, so a crash leaves no half-written checkpoint)."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} exists and is not empty")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FileExistsError(f"{out_dir} exists and is not an empty folder")
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
     model = build_tiny_qwen3(tokenizer, **model_kwargs)
     save_pretrained_atomic(model, tokenizer, out_dir)
     return describe(model, tokenizer, out_dir)
-
-
-def save_pretrained_atomic(model, tokenizer, out_dir: str | Path) -> Path:
-    """``save_pretrained`` both into a sibling temp folder, then rename it onto ``out_dir``."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        if out_dir.exists():
-            if any(out_dir.iterdir()):
-                raise FileExistsError(f"{out_dir} exists and is not empty")
-            out_dir.rmdir()
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return out_dir
-
-
-def describe(model, tokenizer, out_dir: str | Path | None = None) -> dict:
-    """The facts a user checks after building or extending a model."""
-    emb = model.get_input_embeddings().weight
-    return {
-        "out": str(out_dir) if out_dir is not None else None,
-        "tokenizer_size": len(tokenizer),
-        "embedding_rows": int(emb.shape[0]),
-        "hidden_size": int(emb.shape[1]),
-        "tie_word_embeddings": bool(model.config.tie_word_embeddings),
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-    }
 
 
 def texts_from_data(path: str | Path, limit: int = 5000) -> list[str]:

@@ -1,0 +1,40 @@
+"""A tiny Qwen3 with an extended vocabulary and a small synthetic item index, shared by the
+inference tests (random weights: rankings are arbitrary but deterministic)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gream_verl.index.tokens import ItemIndex, codes_to_tokens
+
+
+def synthetic_index(num_items: int = 60, codebook: int = 6, seed: int = 0) -> ItemIndex:
+    """Three levels plus a collision level for items whose first three codes repeat."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, codebook, size=(num_items, 3))
+    tokens, seen = {}, {}
+    for i, c in enumerate(codes):
+        key = tuple(c.tolist())
+        dup = seen.get(key, 0)
+        seen[key] = dup + 1
+        tokens[str(i)] = codes_to_tokens([*key, dup]) if dup else codes_to_tokens(key)
+    return ItemIndex(tokens)
+
+
+@pytest.fixture(scope="session")
+def tiny_index() -> ItemIndex:
+    return synthetic_index()
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_index):
+    """(model, tokenizer) with the index tokens added."""
+    from gream_verl.model.tiny import build_tiny_qwen3, train_tokenizer
+    from gream_verl.model.vocab import extend_vocabulary
+
+    tokenizer = train_tokenizer(vocab_size=400)
+    model = build_tiny_qwen3(tokenizer, seed=0)
+    extend_vocabulary(model, tokenizer, tiny_index.vocabulary(), seed=0)
+    model.eval()
+    return model, tokenizer

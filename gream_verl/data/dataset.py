@@ -4,18 +4,29 @@ LC-Rec format (what the paper's code and ../shared/data use):
   ``X.inter.json``  ``{"<user>": [item ids, chronological]}``, ids integers or strings
   ``X.item.json``   ``{"<item>": {"title", "description", "brand", "categories", ...}}`` (optional)
   ``X.user_sequence.txt``  one line per user, ``USER ITEM ITEM ...`` (alternative to inter.json)
+
+Documented behaviour on imperfect input (counts land in ``RecDataset.problems``):
+  * an item id in the sequences without an entry in ``X.item.json`` gets empty text
+    (``items_without_meta``; only counted when an item.json exists);
+  * items whose text fields are all empty are kept (``items_without_text``);
+  * :func:`load_dataset` drops users with fewer than ``min_length`` (3) items, which have no
+    leave-one-out training target, and logs a warning (``short_users_dropped``).
 """
 
 from __future__ import annotations
 
 import html
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gream_verl.io import read_json
 
-ITEM_TEXT_FIELDS = ("title", "description", "brand", "categories", "reviews")
+ITEM_TEXT_FIELDS = ("title", "description", "brand", "categories", "reviews", "enriched")
+ITEM_FIELDS = (*ITEM_TEXT_FIELDS, "asin")  # what loaders keep from an item.json entry
+
+log = logging.getLogger(__name__)
 
 _WS = re.compile(r"\s+")
 
@@ -36,13 +47,15 @@ class RecDataset:
 
     ``sequences[user]`` is chronological. ``items[item]`` maps text fields to strings; an item
     without text has an empty dict. ``item_ids`` lists every item in a stable order (the order
-    of their integer ids when they are integers).
+    of their integer ids when they are integers). ``problems`` counts what the loader dropped
+    or repaired (see the loaders' docstrings), e.g. ``{"short_users_dropped": 2}``.
     """
 
     name: str
     sequences: dict[str, list[str]]
     items: dict[str, dict[str, str]] = field(default_factory=dict)
     source: str = ""
+    problems: dict[str, int] = field(default_factory=dict)
 
     @property
     def item_ids(self) -> list[str]:
@@ -103,8 +116,18 @@ def load_lcrec(path: str | Path, name: str | None = None) -> RecDataset:
         for item, meta in raw.items():
             if not isinstance(meta, dict):
                 raise ValueError(f"{item_file}: item {item!r} has {type(meta).__name__} instead of an object")
-            items[str(item)] = {k: clean_text(v) for k, v in meta.items() if k in ITEM_TEXT_FIELDS}
-    return RecDataset(name=name, sequences=sequences, items=items, source=str(path))
+            items[str(item)] = {k: clean_text(v) for k, v in meta.items() if k in ITEM_FIELDS}
+    problems = {}
+    if item_file.is_file():
+        used = {i for seq in sequences.values() for i in seq}
+        problems["items_without_meta"] = len(used - set(items))
+        if problems["items_without_meta"]:
+            log.warning("%s: %d items of %s have no entry; they get empty text",
+                        item_file, problems["items_without_meta"], inter.name)
+        problems["items_without_text"] = sum(
+            not any(v for k, v in meta.items() if k in ITEM_TEXT_FIELDS) for meta in items.values()
+        )
+    return RecDataset(name=name, sequences=sequences, items=items, source=str(path), problems=problems)
 
 
 def _read_inter_json(path: Path) -> dict[str, list[str]]:
@@ -135,12 +158,14 @@ def _read_user_sequence_txt(path: Path) -> dict[str, list[str]]:
     return sequences
 
 
-def load_dataset(path: str | Path, name: str | None = None, **raw_kwargs) -> RecDataset:
+def load_dataset(path: str | Path, name: str | None = None, min_length: int = 3, **raw_kwargs) -> RecDataset:
     """Load any supported format from a folder or file.
 
     LC-Rec folders/files load as they are (already k-cored and remapped). Raw Amazon dumps
     (``reviews_*.json.gz`` / ``meta_*.json.gz``, 2014 or 2018) go through
     :func:`gream_verl.data.amazon.load_amazon_raw`, which k-cores and remaps (``raw_kwargs``).
+    Users with fewer than ``min_length`` items are dropped with a warning
+    (``problems["short_users_dropped"]``); ``min_length=0`` keeps every user.
     """
     path = Path(path)
     if not path.exists():
@@ -150,7 +175,25 @@ def load_dataset(path: str | Path, name: str | None = None, **raw_kwargs) -> Rec
     else:
         is_lcrec = path.name.endswith((".inter.json", ".user_sequence.txt"))
     if is_lcrec:
-        return load_lcrec(path, name=name)
-    from gream_verl.data.amazon import load_amazon_raw
+        if raw_kwargs:
+            raise ValueError(f"{path}: options {sorted(raw_kwargs)} only apply to raw Amazon dumps")
+        dataset = load_lcrec(path, name=name)
+    else:
+        from gream_verl.data.amazon import load_amazon_raw
 
-    return load_amazon_raw(path, name=name, **raw_kwargs)
+        dataset = load_amazon_raw(path, name=name, **raw_kwargs)
+    return drop_short_users(dataset, min_length)
+
+
+def drop_short_users(dataset: RecDataset, min_length: int = 3) -> RecDataset:
+    """Remove (in place) users with fewer than ``min_length`` items; warn with their count."""
+    short = [u for u, seq in dataset.sequences.items() if len(seq) < min_length]
+    for user in short:
+        del dataset.sequences[user]
+    dataset.problems["short_users_dropped"] = len(short)
+    if short:
+        log.warning("%s: dropped %d users with fewer than %d items (e.g. user %r)",
+                    dataset.source, len(short), min_length, short[0])
+    if not dataset.sequences:
+        raise ValueError(f"{dataset.source}: no user has {min_length} or more items")
+    return dataset

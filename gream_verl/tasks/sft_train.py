@@ -1,0 +1,227 @@
+"""Run LLaMA-Factory 0.9.5 SFT (``llamafactory.train.tuner.run_exp``) in a child process.
+
+``run_sft(config, overrides)`` resolves the YAML (plus ``key=value`` overrides) into a plain
+dict, checks the things that otherwise fail late or silently, writes the resolved config to
+``<output_dir>/gream_sft_config.yaml`` and trains in a subprocess, so a crash (OOM, CUDA error,
+a bad argument) cannot take the caller down; it then reads the trainer's log history.
+
+Checked up front, because each one is a measured pitfall:
+
+* ``dataset_dir`` must be set: the LLaMA-Factory wheel ships no ``data/`` folder; every dataset
+  named must be in ``<dataset_dir>/dataset_info.json``;
+* ``report_to`` defaults to ``none`` (no wandb/tensorboard surprises);
+* curriculum training needs ``disable_shuffling: true`` and no ``val_size`` / ``num_samples`` /
+  ``streaming`` / ``packing`` (all of which reorder or shift the file);
+* ``resize_vocab`` must stay off: LLaMA-Factory's in-run resize initialises the wrong rows of
+  Qwen3's padded embedding; give it a checkpoint from ``gream vocab extend`` instead.
+
+Run as ``python -m gream_verl.tasks.sft_train RESOLVED.yaml [--record-inputs FILE]``; with
+``--record-inputs`` every training forward's ``input_ids`` (padding removed) is appended to a
+JSON-lines file, which is how the tests check the order in which samples reach the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+RESOLVED_CONFIG = "gream_sft_config.yaml"
+ORDER_BREAKING_KEYS = ("val_size", "num_samples", "streaming", "packing")
+
+
+def resolve_config(config: str | Path | dict, overrides: list[str] | None = None) -> dict:
+    """YAML file or dict, then ``key=value`` overrides, as a plain dict with defaults filled in."""
+    from omegaconf import OmegaConf
+
+    if isinstance(config, dict):
+        cfg = OmegaConf.create(config)
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"SFT config {path} does not exist")
+        cfg = OmegaConf.load(path)
+    if overrides:
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        except Exception as e:  # omegaconf raises several types; all mean "bad override"
+            raise ValueError(f"bad SFT config override {overrides}: {e}") from e
+    args: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    if not isinstance(args, dict):
+        raise ValueError(f"SFT config {config}: expected a mapping of LLaMA-Factory arguments")
+    args.setdefault("report_to", "none")
+    check_config(args)
+    return args
+
+
+def _as_list(value) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value or []]
+
+
+def check_config(args: dict) -> None:
+    """Raise a clear error for settings known to fail late, or to train on the wrong thing."""
+    for key in ("model_name_or_path", "output_dir", "dataset"):
+        if not args.get(key):
+            raise ValueError(f"SFT config: '{key}' is required")
+    model = str(args["model_name_or_path"])
+    looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1  # hub ids are org/name
+    if looks_like_path and not Path(model).expanduser().exists():
+        raise FileNotFoundError(f"SFT config: model_name_or_path {model} does not exist")
+    if not args.get("dataset_dir"):
+        raise ValueError(
+            "SFT config: 'dataset_dir' is required (the LLaMA-Factory wheel has no data/ folder); "
+            "point it at the folder written by `gream sft build`"
+        )
+    info_path = Path(args["dataset_dir"]) / "dataset_info.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"SFT config: {info_path} does not exist (run `gream sft build` first)")
+    from gream_verl.io import read_json
+
+    info = read_json(info_path)
+    missing = [name for name in _as_list(args["dataset"]) if name not in info]
+    if missing:
+        raise KeyError(f"SFT config: dataset(s) {missing} are not in {info_path} (it has {sorted(info)})")
+    if args.get("resize_vocab"):
+        raise ValueError(
+            "SFT config: resize_vocab would initialise the wrong rows of a padded Qwen3 embedding; "
+            "extend the vocabulary first with `gream vocab extend` and set resize_vocab: false"
+        )
+    if any("curriculum" in name for name in _as_list(args["dataset"])):
+        if not args.get("disable_shuffling"):
+            raise ValueError("SFT config: the curriculum dataset must be trained with disable_shuffling: true")
+        breaking = [k for k in ORDER_BREAKING_KEYS if args.get(k)]
+        if breaking:
+            raise ValueError(f"SFT config: {breaking} reorder or shift the curriculum file; remove them")
+
+
+def launcher() -> list[str]:
+    """``torchrun`` over all visible GPUs when there are several (as ``llamafactory-cli`` does),
+    otherwise a plain interpreter."""
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - no usable CUDA means one CPU process
+        gpus = 0
+    nproc = int(os.environ.get("NPROC_PER_NODE", gpus))
+    if nproc > 1 or os.environ.get("FORCE_TORCHRUN", "0").lower() in ("1", "true"):
+        return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={max(nproc, 1)}"]
+    return [sys.executable]
+
+
+def read_log_history(output_dir: Path) -> tuple[list[dict], Path | None]:
+    """The trainer's log history: ``trainer_state.json`` if saved, else LLaMA-Factory's
+    ``trainer_log.jsonl``."""
+    state = output_dir / "trainer_state.json"
+    if state.is_file():
+        return list(json.loads(state.read_text(encoding="utf-8")).get("log_history", [])), state
+    log = output_dir / "trainer_log.jsonl"
+    if log.is_file():
+        rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return rows, log
+    return [], None
+
+
+def run_sft(
+    config: str | Path | dict,
+    overrides: list[str] | None = None,
+    record_inputs: str | Path | None = None,
+    echo: bool = True,
+) -> dict:
+    """Train with LLaMA-Factory in a subprocess; return the final train loss, log path and
+    output folder. Raises RuntimeError (with the end of the child's output) if training fails."""
+    args = resolve_config(config, overrides)
+    from gream_verl.io import write_text
+
+    output_dir = Path(args["output_dir"])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    from omegaconf import OmegaConf
+
+    resolved = write_text(output_dir / RESOLVED_CONFIG, OmegaConf.to_yaml(OmegaConf.create(args)))
+    cmd = [*launcher(), "-m", "gream_verl.tasks.sft_train", str(resolved)]
+    if record_inputs is not None:
+        cmd += ["--record-inputs", str(record_inputs)]
+    env = {**os.environ, "WANDB_DISABLED": "true", "TOKENIZERS_PARALLELISM": "false"}
+    tail: collections.deque[str] = collections.deque(maxlen=40)
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
+    ) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            tail.append(line)
+            if echo:
+                sys.stderr.write(line)
+        returncode = child.wait()
+    if returncode != 0:
+        raise RuntimeError(
+            f"LLaMA-Factory SFT failed (exit {returncode}, config {resolved}); last output:\n" + "".join(tail)
+        )
+    history, log_path = read_log_history(output_dir)
+    losses = [row["loss"] for row in history if "loss" in row]
+    summary = next((row for row in reversed(history) if "train_loss" in row), {})
+    return {
+        "output_dir": str(output_dir),
+        "config": str(resolved),
+        "log_history": str(log_path) if log_path else None,
+        "steps": int(summary.get("step", history[-1].get("step", 0) if history else 0)),
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "train_loss": summary.get("train_loss"),
+    }
+
+
+class InputRecorder:
+    """Appends each training forward's ``input_ids`` rows (padding removed) to a JSON-lines file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __call__(self, module, args, kwargs) -> None:
+        if not module.training:
+            return
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        if input_ids is None:
+            return
+        mask = kwargs.get("attention_mask")
+        with open(self.path, "a", encoding="utf-8") as f:
+            for k, row in enumerate(input_ids.tolist()):
+                if mask is not None:
+                    row = [t for t, m in zip(row, mask[k].tolist(), strict=True) if m]
+                f.write(json.dumps(row) + "\n")
+
+
+def _recorder_callback(path: str | Path):
+    from transformers import TrainerCallback
+
+    class RecordInputsCallback(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            if model is not None:
+                model.register_forward_pre_hook(InputRecorder(path), with_kwargs=True)
+
+    return RecordInputsCallback()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run LLaMA-Factory SFT from a resolved YAML (child of run_sft).")
+    parser.add_argument("config", help="resolved SFT config YAML")
+    parser.add_argument("--record-inputs", help="append each training forward's input_ids to this JSON-lines file")
+    ns = parser.parse_args(argv)
+    from omegaconf import OmegaConf
+
+    args = OmegaConf.to_container(OmegaConf.load(ns.config), resolve=True)
+    from llamafactory.train.tuner import run_exp
+
+    callbacks = [_recorder_callback(ns.record_inputs)] if ns.record_inputs else []
+    run_exp(args, callbacks=callbacks)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -170,11 +170,7 @@ def load_dataset(path: str | Path, name: str | None = None, min_length: int = 3,
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    if path.is_dir():
-        is_lcrec = any(path.glob("*.inter.json")) or any(path.glob("*.user_sequence.txt"))
-    else:
-        is_lcrec = path.name.endswith((".inter.json", ".user_sequence.txt"))
-    if is_lcrec:
+    if is_lcrec(path):
         if raw_kwargs:
             raise ValueError(f"{path}: options {sorted(raw_kwargs)} only apply to raw Amazon dumps")
         dataset = load_lcrec(path, name=name)
@@ -183,6 +179,14 @@ def load_dataset(path: str | Path, name: str | None = None, min_length: int = 3,
 
         dataset = load_amazon_raw(path, name=name, **raw_kwargs)
     return drop_short_users(dataset, min_length)
+
+
+def is_lcrec(path: str | Path) -> bool:
+    """Whether ``path`` is an LC-Rec folder or file (else it is treated as a raw Amazon dump)."""
+    path = Path(path)
+    if path.is_dir():
+        return any(path.glob("*.inter.json")) or any(path.glob("*.user_sequence.txt"))
+    return path.name.endswith((".inter.json", ".user_sequence.txt"))
 
 
 def drop_short_users(dataset: RecDataset, min_length: int = 3) -> RecDataset:

@@ -212,7 +212,7 @@ def _section_get(config, key, default):
 LAST_DYNAMIC_SAMPLING: dict[str, float] = {}
 
 
-def mask_zero_variance_groups(scores: torch.Tensor, index, response_mask: torch.Tensor, tol: float = 0.0) -> dict:
+def mask_zero_variance_groups(scores: torch.Tensor, index, response_mask: torch.Tensor, tol: float = 1e-9) -> dict:
     """Legacy-trainer dynamic sampling: zero ``response_mask`` (in place) of groups without reward
     variance, so the policy loss averages over informative groups only, as if they were dropped.
 

@@ -31,7 +31,12 @@ class SrpoRewardManager(RewardManagerBase):
 
     def __init__(self, config, tokenizer, compute_score=None, reward_router_address=None, reward_model_tokenizer=None, **kwargs):
         super().__init__(config, tokenizer, compute_score)
-        self.compute_score = compute_score or partial(_index_compute_score, beta=_beta(config))
+        # verl hands every manager its default_compute_score unless reward.custom_reward_function.path
+        # is set; only a user's own function replaces the index reward (which falls back to verl's
+        # default for data sources that are not gream/*).
+        if not _has_custom_reward_function(config):
+            compute_score = partial(_index_compute_score, beta=_beta(config))
+        self.compute_score = compute_score
         self.is_async = inspect.iscoroutinefunction(self.compute_score)
 
     async def run_single(self, data) -> dict:
@@ -53,6 +58,13 @@ class SrpoRewardManager(RewardManagerBase):
         if not isinstance(result, dict):
             result = {"score": float(result)}
         return {"reward_score": float(result["score"]), "reward_extra_info": dict(result)}
+
+
+def _has_custom_reward_function(config) -> bool:
+    try:
+        return bool(config.reward.custom_reward_function.get("path"))
+    except AttributeError:
+        return False
 
 
 def _index_compute_score(data_source, solution_str, ground_truth, extra_info=None, beta=DEFAULT_BETA, **kwargs):

@@ -189,4 +189,12 @@ def constrained_beam_search(
         **kwargs,
     )
     generated = out.sequences[:, prompt_length:].cpu()
-    return decode_candidates(trie, generated, out.sequences_scores.cpu(), num_beams, {eos, pad})
+    scores = getattr(out, "sequences_scores", None)
+    if scores is None:  # num_beams == 1 is greedy search: sum the chosen tokens' log-probs
+        steps = torch.stack(out.scores, dim=1).log_softmax(dim=-1).cpu()
+        chosen = steps.gather(2, generated[:, : steps.shape[1], None]).squeeze(2)
+        keep = torch.ones_like(chosen, dtype=torch.bool)
+        ended = torch.cumsum((generated[:, : steps.shape[1]] == eos).long(), dim=1)
+        keep &= (ended - (generated[:, : steps.shape[1]] == eos).long()) == 0  # up to and incl. first EOS
+        scores = torch.where(keep & torch.isfinite(chosen), chosen, torch.zeros_like(chosen)).sum(dim=1)
+    return decode_candidates(trie, generated, scores.cpu(), num_beams, {eos, pad})

@@ -9,9 +9,10 @@ Modes:
 
 * ``direct``: the response is the index tokens alone (``<a_1><b_2><c_3><d_4>``); whitespace
   between or around tokens is tolerated, anything else is a format error.
-* ``reason``: ``<think>...</think>`` then ``<answer>...</answer>`` holding the index as in
-  ``direct``. The opening ``<think>`` may be missing (chat templates that put it in the
-  generation prompt). Any other shape is a format error.
+* ``reason``: ``<think>...</think>``, optional free text (the SFT data's ``Denoised history:``
+  line), then ``<answer>...</answer>`` holding the index as in ``direct``, then nothing. The
+  opening ``<think>`` may be missing (chat templates that put it in the generation prompt). Any
+  other shape (missing or repeated tags, text after the answer) is a format error.
 
 A format error, an empty, truncated (fewer levels than the target), over-long (more levels) or
 garbled response scores 0 and never raises. Only a malformed *ground truth* (a data bug) raises.
@@ -32,7 +33,10 @@ DATA_SOURCE_PREFIX = "gream/"
 DEFAULT_BETA = 0.5
 
 _DIRECT_RE = re.compile(r"\s*(?:<[a-z]_\d+>\s*)+")
-_REASON_RE = re.compile(r"\s*(?:<think>)?(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*", re.DOTALL)
+_REASON_RE = re.compile(
+    r"\s*(?:<think>)?(?P<think>.*?)</think>(?P<between>.*?)<answer>(?P<answer>.*?)</answer>\s*", re.DOTALL
+)
+_TAG_RE = re.compile(r"</?(?:think|answer)>")
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ def extract_index(response: str, mode: str = "direct") -> list[str] | None:
         return None
     if mode == "reason":
         match = _REASON_RE.fullmatch(response)
-        if match is None or "<think>" in match.group("think") or "</think>" in match.group("answer"):
+        if match is None or any(_TAG_RE.search(match.group(g)) for g in ("think", "between", "answer")):
             return None
         response = match.group("answer")
     if _DIRECT_RE.fullmatch(response) is None:

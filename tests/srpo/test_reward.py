@@ -62,6 +62,8 @@ def test_reasoning_mode():
     good = "<think>\nThe user buys pens.\n</think>\n<answer><a_1><b_2><c_3><d_9></answer>"
     r = index_reward(good, TARGET, mode="reason")
     assert (r.prefix_len, r.format_ok) == (3, 1) and r.score == pytest.approx(math.sqrt(0.75))
+    sft_shape = "<think>\nStep 1: pens\n</think>\nDenoised history: <a_1><b_2><c_3><d_5>\n<answer>" + TARGET + "</answer>"
+    assert index_reward(sft_shape, TARGET, mode="reason").exact == 1
     # opening <think> already in the generation prompt
     assert index_reward("reasoning</think><answer>" + TARGET + "</answer>", TARGET, mode="reason").exact == 1
     for bad in [
@@ -73,6 +75,7 @@ def test_reasoning_mode():
         "<think>x</think><answer>" + TARGET + "</answer><answer>" + TARGET + "</answer>",
         "<think><think>x</think><answer>" + TARGET + "</answer>",
         "<think>x</think><answer>item: " + TARGET + "</answer>",
+        "<think>x</think><think>y</think><answer>" + TARGET + "</answer>",
     ]:
         r = index_reward(bad, TARGET, mode="reason")
         assert r.score == 0.0 and r.format_ok == 0, bad

@@ -22,7 +22,7 @@ from gream_verl.io import read_json, write_json, write_jsonl
 from gream_verl.tasks.alignment import AlignConfig, build_alignment, preference_histories, preference_request
 from gream_verl.tasks.curriculum import ALIGN, CurriculumConfig, build_curriculum
 from gream_verl.tasks.export import DATASET_NAMES, write_alpaca, write_dataset_info
-from gream_verl.tasks.reasoning import TEACHER_MODES, build_reasoning, reasoning_examples
+from gream_verl.tasks.reasoning import REJECT_REASONS, TEACHER_MODES, build_reasoning, reasoning_examples
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ def build_sft_data(data: str | Path, index_path: str | Path, out: str | Path, cf
                                  teacher.complete_many if teacher is not None else None)
         reason_rows = result.rows
         reasoning.update(requested=result.requested, accepted=len(result.rows),
-                         rejected_total=sum(result.rejected.values()), rejected=dict(sorted(result.rejected.items())))
+                         rejected_total=sum(result.rejected.values()),
+                         rejected={reason: result.rejected.get(reason, 0) for reason in REJECT_REASONS})
         write_jsonl(out / "reason_rejected.jsonl", result.rejected_examples)
         if not reason_rows:
             log.warning("no reasoning sample was accepted; gream_reason is empty")
@@ -130,7 +131,9 @@ def build_sft_data(data: str | Path, index_path: str | Path, out: str | Path, cf
             epochs={f"epoch_{e['epoch']}": {k: v for k, v in e.items() if k not in ("epoch", "pattern")}
                     for e in layout},
         )
-    write_dataset_info(out, files)
+    else:  # a curriculum file of an earlier build must not pass for this one
+        (out / "gream_curriculum.json").unlink(missing_ok=True)
+    write_dataset_info(out, files, drop=tuple(set(DATASET_NAMES.values()) - set(files)))
 
     report = {
         "dataset": dataset.name,

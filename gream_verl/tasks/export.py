@@ -26,12 +26,14 @@ def dataset_info_entry(file_name: str) -> dict:
     return {"file_name": file_name, "formatting": "alpaca", "columns": dict(ALPACA_COLUMNS)}
 
 
-def write_dataset_info(out_dir: str | Path, files: dict[str, str]) -> Path:
+def write_dataset_info(out_dir: str | Path, files: dict[str, str], drop: tuple[str, ...] = ()) -> Path:
     """Write (or update, keeping other datasets) ``dataset_info.json``; ``files`` maps dataset
-    name -> file name inside ``out_dir``."""
+    name -> file name inside ``out_dir``; ``drop`` names entries of an earlier build to remove."""
     path = Path(out_dir) / "dataset_info.json"
     info = read_json(path) if path.is_file() else {}
     if not isinstance(info, dict):
         raise ValueError(f"{path}: expected an object of dataset name -> settings")
+    for name in drop:
+        info.pop(name, None)
     info.update({name: dataset_info_entry(file) for name, file in files.items()})
     return write_json(path, info)

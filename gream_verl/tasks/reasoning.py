@@ -50,7 +50,9 @@ REJECT_REASONS = (
 )
 MIN_LEAK_TITLE_CHARS = 10  # shorter titles ("Pens") are too generic to call a mention a leak
 
-_STEP = re.compile(r"step\s*([123])\s*[:.)\-–—]?", re.IGNORECASE)
+# A step header starts a line ("Step 1:", "**Step 2.**", "### Step 3 -"), so a title that
+# happens to contain "step 2" inside a step's text is not taken for a header.
+_STEP = re.compile(r"^[\s#*>-]*step\s*([123])\b\**\s*[:.)\-–—]?\**", re.IGNORECASE | re.MULTILINE)
 _SUPPORT = re.compile(r"supporting\s+items?\s*[:\-]\s*([^\n<]*)", re.IGNORECASE)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _WS = re.compile(r"\s+")
@@ -145,14 +147,17 @@ def template_teacher(example: Example, dataset: RecDataset, index: ItemIndex) ->
     goal = f"a product in the {target_cat} category" if target_cat else "a product related to recent purchases"
     if target_brand and target_brand in brands:
         goal += f", likely from {target_brand}, a brand already bought"
+    top_cat = cats.most_common(1)[0][0] if cats else "no single category"
+    loyal = bool(brands) and brands.most_common(1)[0][1] > 1
+    positions = ", ".join(map(str, supporting))
     return (
         f"Step 1: Behavioural evidence - {len(history)} past purchases; most recent: {recent}. "
         f"Recurring categories: {_top(cats)}. Recurring brands: {_top(brands)}.\n"
-        f"Step 2: Latent preferences - the user keeps returning to {_top(cats, 1)} and values "
-        f"{'familiar brands' if brands and brands.most_common(1)[0][1] > 1 else 'variety across brands'}.\n"
-        f"Step 3: Intent and goal - the next purchase is {goal}, consistent with items "
-        f"{', '.join(map(str, supporting))} of the history.\n"
-        f"Supporting items: {', '.join(map(str, supporting))}\n"
+        f"Step 2: Latent preferences - the user keeps returning to {top_cat} and "
+        f"{'sticks to familiar brands' if loyal else 'tries different brands' if brands else 'shows no brand signal'}.\n"
+        f"Step 3: Intent and goal - the next purchase is {goal}, in line with history "
+        f"item{'s' if len(supporting) > 1 else ''} {positions}.\n"
+        f"Supporting items: {positions}\n"
         f"<answer>{index.string(example.target)}</answer>"
     )
 
@@ -175,7 +180,7 @@ def parse_chain(raw: str, example: Example, dataset: RecDataset, index: ItemInde
     ends = [m.start() for m in (support, answer) if m is not None]
     step3_end = min(ends) if ends else len(raw)
     bounds = [(starts[1].end(), starts[2].start()), (starts[2].end(), starts[3].start()), (starts[3].end(), step3_end)]
-    steps = tuple(_WS.sub(" ", raw[a:b]).strip() for a, b in bounds)
+    steps = tuple(_WS.sub(" ", raw[a:b].replace("**", "")).strip() for a, b in bounds)
     if not all(steps):
         return "missing_steps"
     if support is None:

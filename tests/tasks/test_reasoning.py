@@ -53,6 +53,10 @@ def test_parse_chain_reasons(synthetic):
         assert parse_chain(text, ex, dataset, index) == reason, reason
     leak_by_index = good.replace("restocking the desk", f"buying {answer}")
     assert parse_chain(leak_by_index, ex, dataset, index) == "target_leak"
+    markdown = good.replace("Step 1:", "**Step 1: Evidence**\n").replace("Step 2:", "### Step 2.")
+    assert parse_chain(markdown, ex, dataset, index).steps[0] == "Evidence Behavioural evidence - buys office supplies often."
+    in_text = good.replace("buys office supplies", "bought the Step 2 kids desk and office supplies")
+    assert parse_chain(in_text, ex, dataset, index).steps[0].startswith("Behavioural evidence - bought the Step 2")
     repeat = type(ex)(ex.user, (ex.target, *ex.history), ex.target)  # a re-purchase may be named
     assert not isinstance(parse_chain(cases["target_leak"], repeat, dataset, index), str)
 

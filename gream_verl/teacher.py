@@ -8,8 +8,9 @@ Teacher calls are slow and cost money, so the client
   * runs requests concurrently (a thread pool of ``max_concurrency``),
   * retries connection errors, timeouts, 429 and 5xx with exponential backoff,
   * caches every completion on disk, one small JSON file per request, written atomically as
-    soon as it arrives. The cache key is sha256 of (model, messages, sampling parameters), so
-    an interrupted run resumes where it stopped and a repeated run sends nothing.
+    soon as it arrives. The cache key is sha256 of (model, messages, sampling parameters), not
+    the URL, so an interrupted run resumes where it stopped (on any server with that model)
+    and a repeated run sends nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from gream_verl.io import write_json
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+RETRY_STATUS = frozenset({408, 409, 425, 429})  # and every 5xx
 MAX_RETRY_AFTER = 60.0  # seconds; a server asking for longer is not waited on blindly
 
 
@@ -219,7 +220,7 @@ class TeacherClient:
             except urllib.error.HTTPError as e:
                 detail = _snippet(e.read() if e.fp is not None else b"")
                 cause = f"HTTP {e.code} {e.reason}: {detail}"
-                if e.code not in RETRY_STATUS:
+                if e.code not in RETRY_STATUS and e.code < 500:
                     self._count("failures")
                     raise TeacherError(f"teacher {self.url} rejected the request: {cause}") from e
                 retry_after = _retry_after(e.headers.get("Retry-After") if e.headers else None)

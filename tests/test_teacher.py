@@ -38,7 +38,7 @@ def test_no_key_sends_no_authorization():
     assert server.authorization == [None]
 
 
-@pytest.mark.parametrize("status", [500, 429, 503])
+@pytest.mark.parametrize("status", [500, 429, 503, 529])
 def test_retries_transient_errors_then_succeeds(status):
     with FakeTeacherServer(fail=lambda n: status if n <= 2 else None) as server:
         c = client(server.url, max_retries=3)

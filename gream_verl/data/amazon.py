@@ -38,6 +38,7 @@ import io
 import json
 import logging
 import re
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,20 +177,23 @@ def read_reviews(
 
     problems = {} if problems is None else problems
     reader = _LineReader(path, "review", on_bad_lines, problems)
+    # one string object per distinct id (a dump has millions of rows but far fewer ids)
+    pool: dict[str, str] = {}
     users: list[str] = []
     items: list[str] = []
-    times: list[int] = []
+    times = array("q")
     reviews: dict[str, list[str]] = {}
     for lineno, line in tqdm(reader.lines(), desc=f"reading {path.name}", unit=" lines", mininterval=1.0):
         record = reader.parse(lineno, line)
         if record is None:
             continue
         user, item, time = record.get("reviewerID"), record.get("asin"), record.get("unixReviewTime")
-        if not user or not item or not isinstance(item, str) or not isinstance(time, int) or isinstance(time, bool):
-            reader.bad(lineno, line, "needs reviewerID, asin and an integer unixReviewTime")
+        if not (user and item and isinstance(item, str) and _is_timestamp(time)):
+            reader.bad(lineno, line, "needs reviewerID, asin and an integer unixReviewTime >= 0")
             continue
-        users.append(str(user))
-        items.append(item)
+        user = str(user)
+        users.append(pool.setdefault(user, user))
+        items.append(pool.setdefault(item, item))
         times.append(time)
         if reviews_per_item > 0:
             kept = reviews.setdefault(item, [])
@@ -200,9 +204,13 @@ def read_reviews(
     inter = Interactions(
         users=np.array(users, dtype=object),
         items=np.array(items, dtype=object),
-        times=np.array(times, dtype=np.int64),
+        times=np.frombuffer(times, dtype=np.int64) if times else np.zeros(0, dtype=np.int64),
     )
     return inter, reviews
+
+
+def _is_timestamp(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def _sentence(summary) -> str:

@@ -180,3 +180,19 @@ def test_sequences_are_chronological_unique_and_dense(rows):
                 seen.add(r[1])
                 expected.append(r[1])
         assert [result.item_raw[int(i)] for i in seq] == expected
+
+
+def test_odd_review_fields_are_bad_lines(tmp_path):
+    good = [{"reviewerID": u, "asin": a, "unixReviewTime": 1} for u in "xyz" for a in "pq"]
+    odd = [
+        {"reviewerID": "w", "asin": "p", "unixReviewTime": 2**70},  # does not fit int64
+        {"reviewerID": "w", "asin": "p", "unixReviewTime": True},
+        {"reviewerID": "w", "asin": "p", "unixReviewTime": "1"},
+        {"reviewerID": "w", "asin": 5, "unixReviewTime": 1},
+        {"reviewerID": "", "asin": "p", "unixReviewTime": 1},
+        ["a", "list"],
+    ]
+    (tmp_path / "Odd.json").write_text("\n".join(json.dumps(r) for r in good + odd) + "\n\n")
+    ds = load_amazon_raw(tmp_path, k=2)
+    assert ds.problems["bad_review_lines"] == len(odd)
+    assert ds.num_interactions == 6

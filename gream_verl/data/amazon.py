@@ -38,6 +38,7 @@ import io
 import json
 import logging
 import re
+import zlib
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,7 +83,7 @@ class _LineReader:
                 for lineno, line in enumerate(f, 1):
                     if line.strip():
                         yield lineno, line
-        except (OSError, EOFError) as e:  # truncated or not-really-gzip files
+        except (OSError, EOFError, zlib.error) as e:  # truncated, corrupt or not-really-gzip files
             raise ValueError(f"{self.path}: cannot read ({e})") from e
 
     def parse(self, lineno: int, line: bytes) -> dict | None:

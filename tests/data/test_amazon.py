@@ -96,6 +96,10 @@ def test_missing_and_unreadable_files(tmp_path):
     (tmp_path / "reviews_X.json.gz").write_bytes(b"not gzip at all")
     with pytest.raises(ValueError, match=r"reviews_X\.json\.gz: cannot read"):
         load_amazon_raw(tmp_path)
+    full = gzip.compress(b'{"reviewerID": "u", "asin": "i", "unixReviewTime": 1}\n' * 500)
+    (tmp_path / "reviews_X.json.gz").write_bytes(full[: len(full) // 2])
+    with pytest.raises(ValueError, match=r"reviews_X\.json\.gz: cannot read \(Compressed file ended"):
+        load_amazon_raw(tmp_path)
     (tmp_path / "X_5.json").write_text("")
     with pytest.raises(ValueError, match="several reviews files"):
         load_amazon_raw(tmp_path)

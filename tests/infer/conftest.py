@@ -38,3 +38,29 @@ def tiny_lm(tiny_index):
     extend_vocabulary(model, tokenizer, tiny_index.vocabulary(), seed=0)
     model.eval()
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory, tiny_index):
+    """An LC-Rec folder (Tiny.inter.json, Tiny.item.json, Tiny.index.json) over the synthetic index."""
+    from gream_verl.index.tokens import save_index
+    from gream_verl.io import write_json
+
+    folder = tmp_path_factory.mktemp("tiny_data")
+    rng = np.random.default_rng(1)
+    items = list(tiny_index.tokens)
+    inter = {str(u): [items[k] for k in rng.choice(len(items), size=int(rng.integers(4, 9)), replace=False)]
+             for u in range(24)}  # fmt: skip
+    write_json(folder / "Tiny.inter.json", inter)
+    write_json(folder / "Tiny.item.json", {i: {"title": f"product number {i}"} for i in items})
+    save_index(tiny_index, folder / "Tiny.index.json")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_lm):
+    model, tokenizer = tiny_lm
+    folder = tmp_path_factory.mktemp("tiny_model") / "model"
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder

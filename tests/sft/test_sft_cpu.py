@@ -93,3 +93,11 @@ def test_tiny_sft_trains_in_file_order_and_keeps_index_tokens(extended_model, da
         assert tok(t, add_special_tokens=False).input_ids == [base_tok.convert_tokens_to_ids(t)]
     assert len(tok("<a_1><b_2><c_3>", add_special_tokens=False).input_ids) == 3
     assert model.get_input_embeddings().weight.shape[0] >= len(tok)
+
+
+@pytest.mark.slow
+def test_failed_training_raises_with_the_childs_error(extended_model, dataset_dir, tmp_path):
+    from gream_verl.tasks.sft_train import run_sft
+
+    with pytest.raises(RuntimeError, match="learning_rat"):
+        run_sft(RECIPE, _overrides(extended_model, dataset_dir, tmp_path / "o", "learning_rat=0.1"), echo=False)

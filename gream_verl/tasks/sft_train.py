@@ -10,8 +10,9 @@ Checked up front, because each one is a measured pitfall:
 * ``dataset_dir`` must be set: the LLaMA-Factory wheel ships no ``data/`` folder; every dataset
   named must be in ``<dataset_dir>/dataset_info.json``;
 * ``report_to`` defaults to ``none`` (no wandb/tensorboard surprises);
-* curriculum training needs ``disable_shuffling: true`` and no ``val_size`` / ``num_samples`` /
-  ``streaming`` / ``packing`` (all of which reorder or shift the file);
+* curriculum training needs ``disable_shuffling: true`` and no ``val_size`` / ``streaming`` /
+  ``packing`` nor a ``num_samples`` in its ``dataset_info.json`` entry (all of which reorder or
+  shift the file; ``max_samples`` is fine: it keeps the first rows, in order);
 * ``resize_vocab`` must stay off: LLaMA-Factory's in-run resize initialises the wrong rows of
   Qwen3's padded embedding; give it a checkpoint from ``gream vocab extend`` instead.
 
@@ -32,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 RESOLVED_CONFIG = "gream_sft_config.yaml"
-ORDER_BREAKING_KEYS = ("val_size", "num_samples", "streaming", "packing")
+ORDER_BREAKING_KEYS = ("val_size", "streaming", "packing", "neat_packing")  # training arguments
+ORDER_BREAKING_DATASET_KEYS = ("num_samples",)  # dataset_info.json attributes (random subsample)
 
 
 def resolve_config(config: str | Path | dict, overrides: list[str] | None = None) -> dict:
@@ -93,10 +95,15 @@ def check_config(args: dict) -> None:
             "SFT config: resize_vocab would initialise the wrong rows of a padded Qwen3 embedding; "
             "extend the vocabulary first with `gream vocab extend` and set resize_vocab: false"
         )
-    if any("curriculum" in name for name in _as_list(args["dataset"])):
+    curricula = [name for name in _as_list(args["dataset"]) if "curriculum" in name]
+    if curricula:
         if not args.get("disable_shuffling"):
             raise ValueError("SFT config: the curriculum dataset must be trained with disable_shuffling: true")
         breaking = [k for k in ORDER_BREAKING_KEYS if args.get(k)]
+        breaking += [
+            f"{info_path}:{name}.{k}" for name in curricula for k in ORDER_BREAKING_DATASET_KEYS
+            if isinstance(info[name], dict) and info[name].get(k)
+        ]
         if breaking:
             raise ValueError(f"SFT config: {breaking} reorder or shift the curriculum file; remove them")
 

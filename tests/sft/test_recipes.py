@@ -40,7 +40,7 @@ def test_recipes_follow_the_gream_rules(name):
     assert r["dataset"] == "gream_curriculum" and r["disable_shuffling"] is True
     assert r["template"] == "qwen3_nothink"  # no empty <think></think> added to direct answers
     assert r["report_to"] == "none" and r["dataset_dir"] and not r.get("resize_vocab")
-    assert not any(r.get(k) for k in ("val_size", "num_samples", "streaming", "packing"))
+    assert not any(r.get(k) for k in ("val_size", "streaming", "packing", "neat_packing"))
     assert r["num_train_epochs"] == 1.0  # the curriculum file already unrolls its epochs
 
 
@@ -69,6 +69,7 @@ def test_resolve_applies_overrides_and_defaults(data_dir):
         ({"disable_shuffling": False}, ValueError, "disable_shuffling"),
         ({"val_size": 0.1}, ValueError, "val_size"),
         ({"packing": True}, ValueError, "packing"),
+        ({"streaming": True}, ValueError, "streaming"),
         ({"model_name_or_path": "/no/such/model"}, FileNotFoundError, "does not exist"),
         ({"output_dir": None}, ValueError, "output_dir"),
     ],
@@ -76,6 +77,15 @@ def test_resolve_applies_overrides_and_defaults(data_dir):
 def test_config_checks_fail_early_and_clearly(data_dir, changes, error, match):
     with pytest.raises(error, match=match):
         check_config(_tiny(data_dir, **changes))
+
+
+def test_num_samples_in_dataset_info_is_rejected_for_the_curriculum(data_dir):
+    info = json.loads((data_dir / "dataset_info.json").read_text(encoding="utf-8"))
+    info["gream_curriculum"]["num_samples"] = 10
+    (data_dir / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
+    with pytest.raises(ValueError, match="num_samples"):
+        check_config(_tiny(data_dir))
+    check_config(_tiny(data_dir, dataset="gream_align"))
 
 
 def test_config_checks_accept_hub_ids_and_non_curriculum_shuffling(data_dir):

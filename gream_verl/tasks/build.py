@@ -97,7 +97,9 @@ def build_sft_data(data: str | Path, index_path: str | Path, out: str | Path, cf
 
     acfg = align_config(cfg)
     summaries = preference_summaries(cfg, acfg, dataset, teacher)
+    align_start = time.perf_counter()
     align = build_alignment(dataset, index, acfg, summaries)
+    align_seconds = round(time.perf_counter() - align_start, 2)
 
     reason_rows: list[dict] = []
     reasoning: dict = {"enabled": bool(cfg.reasoning.enabled)}
@@ -127,7 +129,8 @@ def build_sft_data(data: str | Path, index_path: str | Path, out: str | Path, cf
         write_alpaca(out / files[DATASET_NAMES["curriculum"]], rows)
         curriculum.update(
             global_batch_size=ccfg.global_batch_size, rows=len(rows),
-            usage="train with disable_shuffling: true and num_train_epochs: 1 (epochs are unrolled in the file)",
+            usage="train with disable_shuffling: true, num_train_epochs: 1 (epochs are unrolled in the file), "
+                  "no val_size / packing / max_samples, and the same batch size x accumulation x world size",
             epochs={f"epoch_{e['epoch']}": {k: v for k, v in e.items() if k not in ("epoch", "pattern")}
                     for e in layout},
         )
@@ -140,7 +143,7 @@ def build_sft_data(data: str | Path, index_path: str | Path, out: str | Path, cf
         "out": str(out),
         "teacher": TEMPLATE_LABEL if mode == "template" else f"llm: {teacher.config.model}",
         "alignment": {"total": len(align.rows), "per_task": align.counts, "per_template": align.template_counts,
-                      "skipped": align.skipped},
+                      "skipped": align.skipped, "seconds": align_seconds},
         "reasoning": reasoning,
         "curriculum": curriculum,
         "datasets": files,

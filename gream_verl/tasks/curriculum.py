@@ -12,7 +12,9 @@ batches of both sets shuffled together. Every epoch uses every sample of both se
 A *batch* is one **global** batch (per-device batch x gradient accumulation x world size): with
 LLaMA-Factory's ``disable_shuffling: true`` the (distributed) sampler reads the file in order,
 so each optimizer step sees exactly one block of the file, whatever the data parallelism. The
-epochs are unrolled in the file: train it with ``num_train_epochs: 1``.
+epochs are unrolled in the file: train it with ``num_train_epochs: 1``, and without ``val_size``,
+``packing`` or ``max_samples`` (each would reorder or cut the blocks). The per-device batch,
+gradient accumulation and world size in ``sft_data.yaml`` must match the SFT run.
 """
 
 from __future__ import annotations

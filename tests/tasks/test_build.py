@@ -147,3 +147,19 @@ def test_sft_train_calls_run_sft_lazily(monkeypatch, tmp_path, capsys):
     assert main(["sft", "train", "recipe.yaml", "learning_rate=1e-4", "num_train_epochs=1", "--json"]) == 0
     assert calls == [("recipe.yaml", ["learning_rate=1e-4", "num_train_epochs=1"])]
     assert json.loads(capsys.readouterr().out) == {"trained": True, "config": "recipe.yaml"}
+
+
+def test_preference_from_summaries_file(lcrec, tmp_path, capsys):
+    _, data = lcrec
+    summaries = tmp_path / "summaries.json"
+    summaries.write_text(json.dumps({"u0": "Likes pens.", "u3": "Buys paper in bulk."}))
+    report = run_build(capsys, "--data", str(data), "--index", str(data / "Synthetic.index.json"),
+                       "--out", str(tmp_path / "sft"), f"tasks.preference.summaries_file={summaries}",
+                       "reasoning.enabled=false", "curriculum.enabled=false")
+    assert report["alignment"]["per_task"]["preference"] == 2
+    rows = [r for r in read_rows(tmp_path / "sft" / "gream_align.json") if r["task"] == "preference"]
+    assert {(r["user"], r["output"]) for r in rows} == {("u0", "Likes pens."), ("u3", "Buys paper in bulk.")}
+    summaries.write_text(json.dumps(["not", "an", "object"]))
+    assert main(["sft", "build", "--data", str(data), "--index", str(data / "Synthetic.index.json"), "--out",
+                 str(tmp_path / "sft2"), f"tasks.preference.summaries_file={summaries}"]) == 1
+    assert "summaries.json: expected an object" in capsys.readouterr().err

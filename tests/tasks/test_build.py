@@ -108,6 +108,7 @@ def test_bad_inputs_are_clear_errors(lcrec, tmp_path, capsys):
     assert not (tmp_path / "o" / "gream_align.json").exists()
 
 
+@pytest.mark.slow  # ~15-30 s on a shared 2-core machine; the synthetic leak test is the fast one
 def test_office_no_valid_or_test_item_is_a_target(office_dir, tmp_path, capsys):
     out = tmp_path / "office"
     report = run_build(capsys, "--data", str(office_dir), "--index", str(office_dir / "Office.index.reference.json"),

@@ -56,6 +56,7 @@ _STEP = re.compile(r"^[\s#*>-]*step\s*([123])\b\**\s*[:.)\-–—]?\**", re.IGNO
 _SUPPORT = re.compile(r"supporting\s+items?\s*[:\-]\s*([^\n<]*)", re.IGNORECASE)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _WS = re.compile(r"\s+")
+_TEACHER_THINK = re.compile(r"^\s*<think>.*?</think>", re.IGNORECASE | re.DOTALL)  # R1-style teachers
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ def parse_chain(raw: str, example: Example, dataset: RecDataset, index: ItemInde
     """Validate one teacher output; the :class:`Chain`, or the reject reason."""
     if not isinstance(raw, str) or not raw.strip():
         return "empty"
+    raw = _TEACHER_THINK.sub("", raw)  # a reasoning teacher's own scratchpad is not the chain
     starts: dict[int, re.Match] = {}
     for m in _STEP.finditer(raw):
         starts.setdefault(int(m.group(1)), m)

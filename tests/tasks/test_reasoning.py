@@ -57,6 +57,8 @@ def test_parse_chain_reasons(synthetic):
     assert parse_chain(markdown, ex, dataset, index).steps[0] == "Evidence Behavioural evidence - buys office supplies often."
     in_text = good.replace("buys office supplies", "bought the Step 2 kids desk and office supplies")
     assert parse_chain(in_text, ex, dataset, index).steps[0].startswith("Behavioural evidence - bought the Step 2")
+    scratchpad = "<think>Step 1: draft, mentions " + title + "\nStep 2: x\nStep 3: y</think>\n" + good
+    assert parse_chain(scratchpad, ex, dataset, index).steps == chain.steps
     repeat = type(ex)(ex.user, (ex.target, *ex.history), ex.target)  # a re-purchase may be named
     assert not isinstance(parse_chain(cases["target_leak"], repeat, dataset, index), str)
 

@@ -115,9 +115,13 @@ def build_sft_data(data: str | Path, index_path: str | Path, out: str | Path, cf
         if not reason_rows:
             log.warning("no reasoning sample was accepted; gream_reason is empty")
 
-    files = {DATASET_NAMES["align"]: "gream_align.json", DATASET_NAMES["reason"]: "gream_reason.json"}
-    write_alpaca(out / files[DATASET_NAMES["align"]], align.rows)
-    write_alpaca(out / files[DATASET_NAMES["reason"]], reason_rows)
+    files = {DATASET_NAMES["align"]: "gream_align.json"}
+    write_alpaca(out / "gream_align.json", align.rows)
+    if cfg.reasoning.enabled:
+        files[DATASET_NAMES["reason"]] = "gream_reason.json"
+        write_alpaca(out / "gream_reason.json", reason_rows)
+    else:  # files of an earlier build must not pass for this one
+        (out / "gream_reason.json").unlink(missing_ok=True)
 
     curriculum: dict = {"enabled": bool(cfg.curriculum.enabled)}
     layout: list[dict] = []
@@ -134,7 +138,7 @@ def build_sft_data(data: str | Path, index_path: str | Path, out: str | Path, cf
             epochs={f"epoch_{e['epoch']}": {k: v for k, v in e.items() if k not in ("epoch", "pattern")}
                     for e in layout},
         )
-    else:  # a curriculum file of an earlier build must not pass for this one
+    else:
         (out / "gream_curriculum.json").unlink(missing_ok=True)
     write_dataset_info(out, files, drop=tuple(set(DATASET_NAMES.values()) - set(files)))
 

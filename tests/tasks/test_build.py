@@ -160,6 +160,8 @@ def test_preference_from_summaries_file(lcrec, tmp_path, capsys):
     assert report["alignment"]["per_task"]["preference"] == 2
     rows = [r for r in read_rows(tmp_path / "sft" / "gream_align.json") if r["task"] == "preference"]
     assert {(r["user"], r["output"]) for r in rows} == {("u0", "Likes pens."), ("u3", "Buys paper in bulk.")}
+    assert set(json.loads((tmp_path / "sft" / "dataset_info.json").read_text())) == {"gream_align"}
+    assert not (tmp_path / "sft" / "gream_reason.json").exists()
     summaries.write_text(json.dumps(["not", "an", "object"]))
     assert main(["sft", "build", "--data", str(data), "--index", str(data / "Synthetic.index.json"), "--out",
                  str(tmp_path / "sft2"), f"tasks.preference.summaries_file={summaries}"]) == 1

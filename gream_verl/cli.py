@@ -46,7 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # argparse stops filling a ``nargs="*"`` overrides positional once an option was seen, so
+    # ``gream index build --data X levels=3`` would fail: collect late ``key=value`` words here.
+    args, extras = parser.parse_known_args(argv)
+    late = [a for a in extras if "=" in a and not a.startswith("-")]
+    unknown = [a for a in extras if a not in late]
+    if late and hasattr(args, "overrides"):
+        args.overrides = [*(args.overrides or []), *late]
+    elif late:
+        unknown = extras
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -66,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(result, int):
         return result
     if result is not None:
-        emit(result, as_json=getattr(args, "json", False))
+        try:
+            emit(result, as_json=getattr(args, "json", False))
+        except BrokenPipeError:  # `gream ... --json | head` closed the pipe: not an error
+            sys.stderr.close()
     return 0
 
 

@@ -6,22 +6,9 @@ import argparse
 from pathlib import Path
 
 
-class OverridesParser(argparse.ArgumentParser):
-    """Accepts ``key=value`` overrides after options too (``convert RAW OUT --name X k=3``):
-    plain argparse stops filling a ``nargs="*"`` positional once an option has been seen."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        namespace, extras = super().parse_known_args(args, namespace)
-        late = [a for a in extras if "=" in a and not a.startswith("-")]
-        if late:
-            namespace.overrides = [*(getattr(namespace, "overrides", None) or []), *late]
-        return namespace, [a for a in extras if a not in late]
-
-
 def add_commands(sub) -> None:
     data = sub.add_parser("data", help="datasets: statistics, raw Amazon conversion, text enrichment")
-    cmds = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True,
-                               parser_class=OverridesParser)
+    cmds = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", help="YAML overriding gream_verl/configs/data.yaml")

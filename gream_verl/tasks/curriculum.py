@@ -78,8 +78,8 @@ class CurriculumConfig:
     gamma: float = 1.5
     num_epochs: int = 3
     curriculum_epochs: int = 2
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 4
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 8
     world_size: int = 1
     seed: int = 42
 

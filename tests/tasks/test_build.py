@@ -76,6 +76,11 @@ def test_llamafactory_reads_the_datasets(lcrec, tmp_path, capsys):
         converted = get_dataset_converter("alpaca", attr, DataArguments())(rows[0])
         assert converted["_prompt"][-1]["content"] == "\n".join(x for x in (rows[0]["instruction"], rows[0]["input"]) if x)
         assert converted["_response"] == [{"role": "assistant", "content": rows[0]["output"]}]
+    import datasets  # LLaMA-Factory reads local files with the "json" builder: nulls must not break it
+
+    loaded = datasets.load_dataset("json", data_files=str(out / "gream_curriculum.json"), split="train",
+                                   cache_dir=str(tmp_path / "hf_cache"))
+    assert loaded.num_rows == len(curriculum) and loaded[0]["output"] == curriculum[0]["output"]
 
 
 def test_llm_build_with_preference_summaries(lcrec, tmp_path, capsys):

@@ -25,8 +25,22 @@ COMMAND_MODULES = (
 )
 
 
+class GreamArgumentParser(argparse.ArgumentParser):
+    """Accepts ``key=value`` overrides after options too (``gream index build --data X levels=3``):
+    plain argparse stops filling a ``nargs="*"`` positional once an option has been seen.
+    Subparsers inherit this class, so every command with an ``overrides`` positional gets it."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        late = [a for a in extras if "=" in a and not a.startswith("-")]
+        if late and hasattr(namespace, "overrides"):
+            namespace.overrides = [*(namespace.overrides or []), *late]
+            extras = [a for a in extras if a not in late]
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = GreamArgumentParser(
         prog="gream",
         description="GREAM generative reasoning recommendation: data, item index, SFT data, "
         "SRPO for verl, constrained decoding and evaluation.",
@@ -46,17 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    # argparse stops filling a ``nargs="*"`` overrides positional once an option was seen, so
-    # ``gream index build --data X levels=3`` would fail: collect late ``key=value`` words here.
-    args, extras = parser.parse_known_args(argv)
-    late = [a for a in extras if "=" in a and not a.startswith("-")]
-    unknown = [a for a in extras if a not in late]
-    if late and hasattr(args, "overrides"):
-        args.overrides = [*(args.overrides or []), *late]
-    elif late:
-        unknown = extras
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -1,12 +1,12 @@
 """gream data stats / convert / enrich, and the documented handling of bad LC-Rec input."""
 
-import argparse
 import json
 import logging
 from pathlib import Path
 
 import pytest
 
+from gream_verl.cli import GreamArgumentParser
 from gream_verl.data import leave_one_out, load_dataset
 from gream_verl.data.commands import add_commands
 from gream_verl.data.enrich import clean_answer, enrich_items, enrichment_messages
@@ -17,7 +17,7 @@ RAW = Path(__file__).resolve().parents[1] / "fixtures" / "amazon_raw"
 
 
 def gream_data(*argv):
-    parser = argparse.ArgumentParser(prog="gream")
+    parser = GreamArgumentParser(prog="gream")
     add_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["data", *map(str, argv)])
     return args.func(args)

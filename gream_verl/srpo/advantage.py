@@ -160,11 +160,12 @@ def srpo_config(config) -> SrpoConfig:
     if section is None:
         return SrpoConfig()
     values = dict(section.items()) if hasattr(section, "items") else dict(section)
-    known = {"k", "bonus_weight", "threshold", "epsilon", "drop_zero_variance_groups"}
+    known = {"k", "bonus_weight", "threshold", "epsilon", "drop_zero_variance_groups", "beta"}  # beta: reward
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"unknown algorithm.srpo keys {sorted(unknown)}; known: {sorted(known)}")
     values.pop("drop_zero_variance_groups", None)
+    values.pop("beta", None)
     return SrpoConfig(**values)
 
 

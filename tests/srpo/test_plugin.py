@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gream_verl.srpo.check import problems, probe
+from gream_verl.srpo.check import probe, problems
 
 pytest.importorskip("verl")
 

@@ -171,3 +171,21 @@ def test_preference_from_summaries_file(lcrec, tmp_path, capsys):
     assert main(["sft", "build", "--data", str(data), "--index", str(data / "Synthetic.index.json"), "--out",
                  str(tmp_path / "sft2"), f"tasks.preference.summaries_file={summaries}"]) == 1
     assert "summaries.json: expected an object" in capsys.readouterr().err
+
+
+def test_interrupted_llm_build_writes_nothing_and_resumes(lcrec, tmp_path, capsys):
+    dataset, data = lcrec
+    out = tmp_path / "sft"
+    args = ["sft", "build", "--data", str(data), "--index", str(data / "Synthetic.index.json"), "--out", str(out),
+            "--teacher", "llm", "teacher.model=fake", "teacher.max_retries=0", "teacher.max_concurrency=1",
+            "tasks.preference.enabled=false", "curriculum.enabled=false"]
+    with FakeTeacherServer(reply=fake_teacher_reply, fail=lambda n: 500 if n == 9 else None) as first:
+        assert main([*args, f"teacher.base_url={first.url}"]) == 1
+    assert "re-run to resume" in capsys.readouterr().err
+    assert not (out / "gream_reason.json").exists() and not (out / "dataset_info.json").exists()
+    with FakeTeacherServer(reply=fake_teacher_reply) as second:
+        report = run_build(capsys, *args[2:], f"teacher.base_url={second.url}")
+    answered = len(first.received)  # 8, plus the one the worker may have started before the stop
+    assert 8 <= answered < len(dataset.sequences)
+    assert second.count == len(dataset.sequences) - answered == report["teacher_stats"]["requests_sent"]
+    assert report["teacher_stats"]["cache_hits"] == answered

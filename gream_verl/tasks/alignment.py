@@ -132,8 +132,11 @@ def _item_rows(family: str, items: list[str], dataset: RecDataset, index: ItemIn
     family_templates = prompts.templates(family)
     rng = np.random.default_rng(prompts.family_seed(seed, family))
     draws = rng.random(len(items))
+    shared = Counter(index.string(i) for i in index.tokens)
     rows = []
     for item, u in zip(items, draws, strict=True):
+        if family == "index2item" and shared[index.string(item)] > 1:
+            continue  # a colliding index names several items: no single right text to answer
         meta = dataset.items.get(item, {})
         fields = {"title": meta.get("title", ""),
                   "description": truncate(meta.get("description", ""), max_description_chars)}

@@ -96,3 +96,13 @@ def test_bad_config():
         AlignConfig(families=("seqrec", "bogus"))
     with pytest.raises(ValueError, match="seqrec_max_total"):
         AlignConfig(seqrec_max_total=0)
+
+
+def test_colliding_indices_get_no_index_to_text_sample(synthetic):
+    dataset, index = synthetic
+    tokens = dict(index.tokens)
+    tokens["1"] = tokens["0"]  # items 0 and 1 now share an index
+    rows = build_alignment(dataset, ItemIndex(tokens), AlignConfig(families=("item2index", "index2item"))).rows
+    index2item = {r["target_item"] for r in rows if r["task"] == "index2item"}
+    item2index = {r["target_item"] for r in rows if r["task"] == "item2index"}
+    assert {"0", "1"} <= item2index and not {"0", "1"} & index2item and "2" in index2item

@@ -136,3 +136,21 @@ def test_cli_vocab_extend_roundtrip(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "ext")]) == 1
     assert main([*argv[:-1], str(tmp_path / "missing.json"), "--out", str(tmp_path / "ext2")]) == 1
     assert not (tmp_path / "ext2").exists()
+
+
+def test_extend_checkpoint_keeps_bf16(tiny_tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from gream_verl.model.checkpoint import save_pretrained_atomic
+    from gream_verl.model.vocab import extend_checkpoint
+
+    model, tok = _fresh(tiny_tokenizer)
+    save_pretrained_atomic(model.to(torch.bfloat16), tok, tmp_path / "bf16")
+    save_index(INDEX, tmp_path / "X.index.json")
+    info = extend_checkpoint(tmp_path / "bf16", tmp_path / "X.index.json", tmp_path / "ext")
+    ext = AutoModelForCausalLM.from_pretrained(tmp_path / "ext", dtype="auto")
+    weight = ext.get_input_embeddings().weight
+    assert weight.dtype == torch.bfloat16 and torch.isfinite(weight.float()).all()
+    old = model.get_input_embeddings().weight
+    assert torch.equal(weight[: info["old_vocab"]], old[: info["old_vocab"]])
+    assert not torch.equal(weight[info["old_vocab"]], weight[info["old_vocab"] + 1])

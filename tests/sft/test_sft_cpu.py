@@ -84,6 +84,12 @@ def test_tiny_sft_trains_in_file_order_and_keeps_index_tokens(extended_model, da
     seen = [int(re.search(r"#(\d+)", base_tok.decode(json.loads(line))).group(1)) for line in record.open()]
     assert len(seen) == 16 * 4
     assert seen == [k % NUM_SAMPLES for k in range(len(seen))]
+    # qwen3_nothink: plain ChatML, the direct-mode target is exactly the index (no <think> block)
+    first, row = base_tok.decode(json.loads(record.open().readline())), _samples()[0]
+    assert first == (
+        f"<|im_start|>user\n{row['instruction']}\n{row['input']}<|im_end|>\n"
+        f"<|im_start|>assistant\n{row['output']}<|im_end|>\n"
+    )
 
     # the saved checkpoint reloads with the index tokens intact
     tok = AutoTokenizer.from_pretrained(out)

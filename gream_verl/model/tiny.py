@@ -14,7 +14,6 @@ Qwen3 that the pipeline depends on:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -177,18 +176,13 @@ def save_tiny_model(
 
 
 def texts_from_data(path: str | Path, limit: int = 5000) -> list[str]:
-    """Item texts of an LC-Rec dataset (folder or ``.item.json``) for tokenizer training."""
-    path = Path(path)
-    if path.suffix == ".json" and path.is_file():
-        from gream_verl.io import read_json
+    """Item texts (all fields of up to ``limit`` items) of a dataset folder or file that
+    ``gream_verl.data.dataset.load_dataset`` reads, for tokenizer training."""
+    from gream_verl.data.dataset import load_dataset
 
-        items = read_json(path)
-        if not isinstance(items, dict):
-            raise ValueError(f"{path}: expected an object of item id -> fields")
-        texts = [" ".join(str(v) for v in fields.values()) for fields in items.values() if isinstance(fields, dict)]
-    else:
-        from gream_verl.data.dataset import load_dataset
-
-        data = load_dataset(path)
-        texts = [" ".join(str(v) for v in data.items[item].values()) for item in list(data.items)[:limit]]
-    return [t for t in texts[:limit] if t.strip()] or [json.dumps(str(path))]
+    data = load_dataset(path)
+    texts = [" ".join(str(v) for v in fields.values()) for fields in list(data.items.values())[:limit]]
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise ValueError(f"{path}: no item texts to train a tokenizer on")
+    return texts

@@ -80,3 +80,21 @@ def test_cli_model_tiny(tmp_path, capsys):
     assert info["hidden_size"] == 32 and info["tie_word_embeddings"] is False
     assert (tmp_path / "m" / "tokenizer.json").is_file()
     assert main(["model", "tiny", "--out", str(tmp_path / "m")]) == 1  # not empty: clear error
+
+
+def test_texts_from_real_data_train_a_tokenizer(office_dir):
+    from gream_verl.model.tiny import texts_from_data
+
+    texts = texts_from_data(office_dir, limit=200)
+    assert len(texts) == 200 and all(t.strip() for t in texts)
+    tok = train_tokenizer(texts, vocab_size=2048)
+    assert len(tok) > 1024  # real text gives many more merges than the built-in corpus
+    sample = texts[0][:200]
+    assert tok.decode(tok(sample, add_special_tokens=False).input_ids) == sample
+
+
+def test_texts_from_missing_data_is_a_clear_error(tmp_path):
+    from gream_verl.model.tiny import texts_from_data
+
+    with pytest.raises(FileNotFoundError, match="nope"):
+        texts_from_data(tmp_path / "nope")

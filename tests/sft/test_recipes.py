@@ -131,3 +131,13 @@ def test_recipe_keys_are_llamafactory_arguments_and_a_typo_fails_parsing(data_di
     get_train_args(_tiny(data_dir))  # the CPU recipe parses as is
     with pytest.raises(ValueError, match="learning_rat"):
         get_train_args(_tiny(data_dir, learning_rat=1e-3))
+
+
+def test_launcher_uses_torchrun_for_several_processes(monkeypatch):
+    from gream_verl.tasks.sft_train import launcher
+
+    monkeypatch.setenv("NPROC_PER_NODE", "1")
+    monkeypatch.delenv("FORCE_TORCHRUN", raising=False)
+    assert "torch.distributed.run" not in launcher()
+    monkeypatch.setenv("NPROC_PER_NODE", "4")
+    assert launcher()[-2:] == ["torch.distributed.run", "--nproc_per_node=4"]

@@ -87,9 +87,15 @@ def check_config(args: dict) -> None:
     from gream_verl.io import read_json
 
     info = read_json(info_path)
+    if not isinstance(info, dict):
+        raise ValueError(f"{info_path}: expected an object of dataset name -> settings")
     missing = [name for name in _as_list(args["dataset"]) if name not in info]
     if missing:
         raise KeyError(f"SFT config: dataset(s) {missing} are not in {info_path} (it has {sorted(info)})")
+    for name in _as_list(args["dataset"]):
+        file_name = info[name].get("file_name") if isinstance(info[name], dict) else None
+        if file_name and not (Path(args["dataset_dir"]) / file_name).exists():
+            raise FileNotFoundError(f"SFT config: dataset {name} file {Path(args['dataset_dir']) / file_name} does not exist")
     if args.get("resize_vocab"):
         raise ValueError(
             "SFT config: resize_vocab would initialise the wrong rows of a padded Qwen3 embedding; "

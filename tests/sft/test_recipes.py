@@ -23,6 +23,8 @@ def _recipe(name: str) -> dict:
 def data_dir(tmp_path) -> Path:
     info = {name: {"file_name": f"{name}.json"} for name in ("gream_align", "gream_reason", "gream_curriculum")}
     (tmp_path / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
+    for name in info:
+        (tmp_path / f"{name}.json").write_text("[]", encoding="utf-8")
     return tmp_path
 
 
@@ -91,6 +93,12 @@ def test_num_samples_in_dataset_info_is_rejected_for_the_curriculum(data_dir):
 def test_config_checks_accept_hub_ids_and_non_curriculum_shuffling(data_dir):
     check_config(_tiny(data_dir, model_name_or_path="Qwen/Qwen3-4B-Instruct-2507"))
     check_config(_tiny(data_dir, dataset="gream_align,gream_reason", disable_shuffling=False))
+
+
+def test_missing_dataset_file_names_the_path(data_dir):
+    (data_dir / "gream_curriculum.json").unlink()
+    with pytest.raises(FileNotFoundError, match="gream_curriculum.json"):
+        check_config(_tiny(data_dir))
 
 
 def test_missing_files_name_the_path(tmp_path):

@@ -1,7 +1,7 @@
 """Stage runner with artifact caching by config hash, so a pipeline can be resumed after Ctrl-C.
 
 Each stage writes into ``<root>/<stage>/``. The runner gives the stage function a fresh temporary
-folder beside it; only when the function returns does the runner write ``config.json`` and the
+folder beside it; only when the function returns does the runner write ``stage_config.json`` and the
 done-marker ``.done.json`` (config hash, summary, wall time) into it and rename it into place.
 An interrupted or failing stage therefore leaves no partial artifact, and a stage whose
 done-marker carries the current config hash is skipped.
@@ -29,7 +29,7 @@ from gream_verl.io import write_json
 log = logging.getLogger(__name__)
 
 DONE_MARKER = ".done.json"
-CONFIG_FILE = "config.json"
+CONFIG_FILE = "stage_config.json"  # not config.json: a stage folder may be a HF model
 
 StageFunc = Callable[[Path], Mapping[str, Any] | None]
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gream_verl.pipeline import DONE_MARKER, Pipeline, config_hash
+from gream_verl.pipeline import CONFIG_FILE, DONE_MARKER, Pipeline, config_hash
 
 
 def _writer(calls: list, text: str = "x"):
@@ -29,7 +29,7 @@ def test_stage_is_skipped_when_current(tmp_path):
     first = Pipeline(tmp_path, echo=lambda s: None).stage("s", {"k": 1}, _writer(calls))
     assert not first.skipped and first.summary == {"n": 1}
     assert (tmp_path / "s" / "artifact.txt").read_text() == "x"
-    assert json.loads((tmp_path / "s" / "config.json").read_text()) == {"k": 1}
+    assert json.loads((tmp_path / "s" / CONFIG_FILE).read_text()) == {"k": 1}
     second = Pipeline(tmp_path, echo=lambda s: None).stage("s", {"k": 1}, _writer(calls))
     assert second.skipped and len(calls) == 1
     assert second.summary == {"n": 1}  # the summary comes back from the marker

@@ -81,3 +81,14 @@ def test_beta_from_algorithm_config_and_garbage(run):
     assert run("<a_1><b_2><c_9><d_4>", srpo={"beta": 1.0})["reward_score"] == pytest.approx(0.5)
     assert run("the user the user")["reward_score"] == 0.0
     assert run("")["reward_score"] == 0.0
+
+
+def test_plain_function_through_verl_naive_manager(tokenizer):
+    cfg = config()
+    cfg.reward.reward_manager.name = "naive"
+    cfg.reward.custom_reward_function.path = "pkg://gream_verl.srpo.reward"
+    cfg.reward.custom_reward_function.reward_kwargs = {"beta": 1.0}
+    manager = load_reward_manager(cfg, tokenizer)
+    out = manager.loop.run_until_complete(manager.run_single(one_rollout(tokenizer, "<a_1><b_2><c_9><d_4>")))
+    assert out["reward_score"] == pytest.approx(0.5)
+    assert out["reward_extra_info"]["prefix_len"] == 2

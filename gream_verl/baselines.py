@@ -87,8 +87,9 @@ def encode_split(sequences, split: str, item_pos: dict[str, int], max_history: i
 
 
 def most_pop(sequences: dict[str, list[str]], split: str = "test", max_history: int = 20,
-             ks: Sequence[int] = KS) -> dict[str, float]:
-    """Recommend the items most often interacted with in the training part, to everyone."""
+             ks: Sequence[int] = KS) -> dict:
+    """Recommend the items most often interacted with in the training part, to everyone.
+    ``ranks`` holds each example's 0-based target rank, in ``leave_one_out`` order."""
     start = time.perf_counter()
     items = item_vocabulary(sequences)
     item_pos = {item: i for i, item in enumerate(items)}
@@ -97,8 +98,9 @@ def most_pop(sequences: dict[str, list[str]], split: str = "test", max_history: 
         np.add.at(counts, [item_pos[i] for i in seq], 1.0)
     data = encode_split(sequences, split, item_pos, max_history)
     scores = torch.from_numpy(counts)[None, :].expand(len(data.targets), -1)
-    metrics = rank_metrics(target_ranks(scores, data.targets).numpy(), ks)
-    return {**metrics, "examples": len(data.targets), "wall_s": time.perf_counter() - start}
+    ranks = target_ranks(scores, data.targets).numpy()
+    return {**rank_metrics(ranks, ks), "examples": len(data.targets), "wall_s": time.perf_counter() - start,
+            "ranks": ranks.tolist()}
 
 
 # --- SASRec ------------------------------------------------------------------------------------
@@ -185,11 +187,15 @@ def _training_windows(sequences, item_pos: dict[str, int], max_len: int) -> torc
 
 
 @torch.no_grad()
-def _evaluate(model: SASRec, data: EncodedSplit, ks: Sequence[int], batch_size: int = 512) -> dict[str, float]:
+def _ranks(model: SASRec, data: EncodedSplit, batch_size: int = 512) -> np.ndarray:
     model.eval()
     ranks = [target_ranks(model.scores(data.histories[i:i + batch_size]), data.targets[i:i + batch_size])
              for i in range(0, len(data.targets), batch_size)]
-    return rank_metrics(torch.cat(ranks).numpy(), ks)
+    return torch.cat(ranks).numpy()
+
+
+def _evaluate(model: SASRec, data: EncodedSplit, ks: Sequence[int]) -> dict[str, float]:
+    return rank_metrics(_ranks(model, data), ks)
 
 
 def sasrec(sequences: dict[str, list[str]], cfg: SASRecConfig | None = None, ks: Sequence[int] = KS,
@@ -243,8 +249,9 @@ def sasrec(sequences: dict[str, list[str]], cfg: SASRecConfig | None = None, ks:
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    test_ranks = _ranks(model, test)
     return {
-        **_evaluate(model, test, ks),
+        **rank_metrics(test_ranks, ks),
         "valid": _evaluate(model, valid, ks),
         "examples": len(test.targets),
         "best_epoch": best_epoch,
@@ -252,6 +259,7 @@ def sasrec(sequences: dict[str, list[str]], cfg: SASRecConfig | None = None, ks:
         "train_loss": losses,
         "wall_s": time.perf_counter() - start,
         "config": asdict(cfg),
+        "ranks": test_ranks.tolist(),  # 0-based rank of each test target, in leave_one_out order
     }
 
 

@@ -8,20 +8,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gream_verl.io import atomic_path, write_json, write_text
+import numpy as np
+
+from gream_verl.baselines import rank_metrics
+from gream_verl.io import atomic_path, read_json, write_json, write_text
 from gream_verl.report import format_table
 
 METRICS = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
 
 
 def metric_rows(results: Mapping[str, Any]) -> list[dict]:
-    """One row per model that has test metrics: GREAM (direct), then the baselines."""
+    """One row per model that has test metrics: GREAM (direct), then the baselines.
+
+    When the evaluation covered only the first N test users (``eval.limit``), the baselines are
+    scored on the same N users (from their per-user ranks), so every row compares like with like.
+    """
     rows = []
+    users = None
     if "eval" in results:
-        rows.append({"model": "GREAM (direct, SFT)", **_pick(results["eval"].summary.get("metrics", {}))})
+        users = results["eval"].summary.get("num_users")
+        rows.append({"model": "GREAM (direct, SFT)", **_pick(results["eval"].summary.get("metrics", {})),
+                     "users": users})
     if "baselines" in results:
-        for name, m in results["baselines"].summary.items():
-            rows.append({"model": name, **_pick(m)})
+        full = read_json(results["baselines"].path / "baselines.json")
+        for name, m in full.items():
+            if users is not None and "ranks" in m and users < len(m["ranks"]):
+                rows.append({"model": name, **rank_metrics(np.asarray(m["ranks"][:users])), "users": users})
+            else:
+                rows.append({"model": name, **_pick(m), "users": m.get("examples")})
     return rows
 
 
@@ -51,7 +65,6 @@ def plot_report(path: Path, rows: list[dict], curves: Mapping[str, list], title:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig, (ax_loss, ax_bar) = plt.subplots(1, 2, figsize=(12, 4.5))
     for label, points in curves.items():

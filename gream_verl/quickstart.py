@@ -104,7 +104,7 @@ def stage_data(out: Path, source: Path, name: str, max_users: int | None, max_hi
     stats = dataset_stats(dataset, max_history=max_history)
     write_json(out / "stats.json", stats)
     keep = ("users", "items", "interactions", "sparsity", "splits", "test_history_length_mean")
-    return {"path": str(folder), **{k: stats[k] for k in keep}}
+    return {"dataset": name, **{k: stats[k] for k in keep}}
 
 
 def stage_baselines(out: Path, data_path: Path, sasrec: dict, max_history: int, seed: int) -> dict:
@@ -116,8 +116,8 @@ def stage_baselines(out: Path, data_path: Path, sasrec: dict, max_history: int, 
     cfg = SASRecConfig(**{**sasrec, "max_len": max_history, "seed": seed})
     results = run_baselines(dataset.sequences, cfg)
     write_json(out / "baselines.json", results)
-    return {name: {k: m[k] for k in (*METRICS, "wall_s")} | ({"train_loss": m["train_loss"]} if "train_loss" in m else {})
-            for name, m in results.items()}
+    keep = (*METRICS, "wall_s", "examples", "train_loss", "best_epoch")
+    return {name: {k: m[k] for k in keep if k in m} for name, m in results.items()}
 
 
 def _index_config(index_section: dict, embeddings: Path | None = None):

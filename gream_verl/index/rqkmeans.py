@@ -25,6 +25,7 @@ Everything is seeded by ``seed`` (level ``l`` uses ``seed + l``), so a seed give
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 INITS = ("kmeans++", "random")
 KMEANSPP_SAMPLE_PER_CLUSTER = 32
+SMALL_WORK = 50_000_000  # items x codebook_size x dim below which one thread is faster
 
 
 @dataclass
@@ -96,6 +98,14 @@ def fit_rq_kmeans(
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
 
+    with _single_thread_if_small(n * codebook_size * residual.shape[1]):
+        return _fit(residual, levels, codebook_size, balanced, iters, seed, init, tol, chunk_size,
+                    max_points_per_centroid, progress)
+
+
+def _fit(residual, levels, codebook_size, balanced, iters, seed, init, tol, chunk_size,
+         max_points_per_centroid, progress) -> RQKMeansResult:
+    n = residual.shape[0]
     input_mse = _mean_sq_norm(residual, chunk_size)
     if not math.isfinite(input_mse):
         bad = int((~torch.isfinite(residual)).any(1).sum())
@@ -115,6 +125,21 @@ def fit_rq_kmeans(
         iterations.append(its)
         log.debug("level %d: %d iterations, residual mse %.6f", level, its, residual_mse[-1])
     return RQKMeansResult(codes.numpy(), np.stack(codebooks), residual_mse, input_mse, iterations)
+
+
+@contextlib.contextmanager
+def _single_thread_if_small(work: int):
+    """Small problems run on one thread: torch's thread pool costs more than it saves there, and
+    much more on a busy machine where idle OpenMP workers spin for cores."""
+    threads = torch.get_num_threads()
+    small = work < SMALL_WORK and threads > 1
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(threads)
 
 
 def kmeans(

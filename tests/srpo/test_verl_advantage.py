@@ -73,3 +73,17 @@ def test_legacy_dynamic_sampling_masks_zero_variance_groups():
     before = flat.batch["response_mask"].clone()
     out = compute_advantage(flat, adv_estimator="srpo", config=algo(drop_zero_variance_groups=True))
     assert torch.equal(out.batch["response_mask"], before)
+
+
+def test_registration_is_idempotent():
+    import importlib
+
+    from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
+    from verl.trainer.ppo.core_algos import get_adv_estimator_fn
+
+    import gream_verl.srpo.register as register
+
+    before = (get_adv_estimator_fn("srpo"), get_reward_manager_cls("srpo"))
+    importlib.reload(register)
+    importlib.reload(register)
+    assert (get_adv_estimator_fn("srpo"), get_reward_manager_cls("srpo")) == before

@@ -112,3 +112,9 @@ def test_score_is_prefix_power(codes, beta):
     truth = "".join(f"<{chr(97 + i)}_{c}>" for i, c in enumerate(target))
     prefix = next((i for i, (a, b) in enumerate(zip(codes, target, strict=True)) if a != b), 4)
     assert index_reward(response, truth, beta=beta).score == pytest.approx((prefix / 4) ** beta)
+
+
+def test_other_data_sources_use_verls_default_scorer():
+    pytest.importorskip("verl")
+    assert compute_score("openai/gsm8k", "so the answer is #### 42", "42") == 1.0
+    assert compute_score("openai/gsm8k", "#### 41", "42") == 0.0

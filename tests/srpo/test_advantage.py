@@ -145,3 +145,12 @@ def test_zero_variance_mask_keeps_float_ties_out():
     scores = [math.sqrt(0.5)] * 10 + [0.0, 1.0]
     keep = zero_variance_group_mask(scores, np.array([0] * 10 + [1, 1]), tol=1e-9)
     assert keep.tolist() == [False] * 10 + [True, True]
+
+
+def test_hand_computed_bonus_k1():
+    # G=3, c=1, k=1: rho = 1 - 2/3 = 1/3, sigma = sqrt(2)/3, delta = C(1,0)/C(2,0) = 1
+    bonus = passk_bonus(torch.tensor([0, 0, 1]), torch.zeros(3, dtype=torch.long), 1, k=1)
+    np.testing.assert_allclose(bonus.numpy(), [-1 / math.sqrt(2), -1 / math.sqrt(2), math.sqrt(2)], atol=1e-12)
+    scores = torch.tensor([0.0, 0.0, 0.9999995], dtype=torch.float64)  # within the threshold's 1e-6 slack
+    adv = srpo_scalar(scores, np.zeros(3), cfg=SrpoConfig(k=1), norm_by_std=False)
+    assert adv[2].item() == pytest.approx(0.9999995 * 2 / 3 + math.sqrt(2), abs=1e-9)

@@ -92,3 +92,30 @@ def test_plain_function_through_verl_naive_manager(tokenizer):
     out = manager.loop.run_until_complete(manager.run_single(one_rollout(tokenizer, "<a_1><b_2><c_9><d_4>")))
     assert out["reward_score"] == pytest.approx(0.5)
     assert out["reward_extra_info"]["prefix_len"] == 2
+
+
+def test_reward_loop_to_srpo_advantage(tokenizer):
+    """Rollouts -> srpo reward manager -> verl's rm_scores -> compute_advantage(srpo)."""
+    from verl.trainer.ppo.ray_trainer import compute_advantage
+
+    from gream_verl.srpo.advantage import SrpoConfig, srpo_scalar
+
+    responses = ["<a_1><b_2><c_3><d_4>", "<a_1><b_2><c_9><d_4>", "junk", "<a_1><b_2><c_3><d_4>",
+                 "<a_2><b_2><c_3><d_4>", "<a_1><b_5><c_3><d_4>", "<a_1><b_2><c_3><d_0>", ""]
+    manager = load_reward_manager(config(), tokenizer)
+    batch = DataProto.concat([one_rollout(tokenizer, r) for r in responses])
+    outs = [manager.loop.run_until_complete(manager.run_single(batch[i : i + 1])) for i in range(len(batch))]
+    scores = [o["reward_score"] for o in outs]
+    rm_scores = type(manager).assemble_rm_scores(batch, scores)
+    resp_len = batch.batch["responses"].shape[-1]
+    batch.batch["token_level_rewards"] = rm_scores
+    batch.batch["response_mask"] = batch.batch["attention_mask"][:, -resp_len:].float()
+    batch.non_tensor_batch["uid"] = np.array(["g0"] * 4 + ["g1"] * 4, dtype=object)
+    algo = OmegaConf.create({"norm_adv_by_std_in_grpo": True, "use_kl_in_reward": False, "srpo": {"k": 2}})
+    out = compute_advantage(batch, adv_estimator="srpo", config=algo)
+    exact = torch.tensor([o["reward_extra_info"]["exact"] for o in outs])
+    expected = srpo_scalar(torch.tensor(scores), batch.non_tensor_batch["uid"], hit=exact, cfg=SrpoConfig(k=2))
+    adv = out.batch["advantages"]
+    last = batch.batch["response_mask"].sum(-1).long() - 1
+    assert torch.allclose(adv[torch.arange(8), last], expected.float(), atol=1e-5)
+    assert exact.tolist() == [1, 0, 0, 1, 0, 0, 0, 0]  # threshold 1.0 on the reward == the exact flag

@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--synthetic-items", type=int, default=100_000)
     parser.add_argument("--memory-items", type=int, default=1_000_000)
     parser.add_argument("--office", default=str(OFFICE), help="Office LC-Rec folder (skipped if absent)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids OpenMP spin on a shared CPU)")
     parser.add_argument("--max-history", type=int, default=20, help="items per history (prompt length)")
     parser.add_argument("--out", default="runs/bench/decode_bench.json")
     args = parser.parse_args()

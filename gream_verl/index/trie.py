@@ -62,11 +62,19 @@ class IndexTrie:
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def to(self, device) -> IndexTrie:
+        """This trie on ``device`` (the copy is cached, so per-batch calls cost nothing)."""
+        device = torch.device(device)
+        if self.edge_key.device == device:
+            return self
+        cache = self.__dict__.setdefault("_copies", {})
+        if str(device) in cache:
+            return cache[str(device)]
         move = lambda t: t.to(device)  # noqa: E731
-        return IndexTrie(
+        cache[str(device)] = IndexTrie(
             move(self.child_start), move(self.child_token), move(self.child_node), move(self.edge_key),
             move(self.node_item), self.items, self.key_base, self.max_depth,
         )  # fmt: skip
+        return cache[str(device)]
 
     def step(self, node: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
         """Child of each ``node`` along ``token`` (same shapes), or ``DEAD`` where there is none

@@ -39,9 +39,8 @@ def reason_messages(example: Example, dataset: RecDataset, index: ItemIndex) -> 
 def chat_text(tokenizer, messages: list[dict], chat_template_kwargs: dict | None = None) -> str:
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError("the tokenizer has no chat template; evaluation prompts are chat prompts")
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, **(chat_template_kwargs or {})
-    )
+    kwargs = {k: v for k, v in (chat_template_kwargs or {}).items() if v is not None}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
 
 
 def check_items_indexed(examples: Sequence[Example], index: ItemIndex, source: str) -> None:

@@ -93,3 +93,13 @@ def test_recommend_unknown_items_are_named(capsys, tiny_data_dir, tiny_model_dir
     )  # fmt: skip
     assert code == 1
     assert "unknown item ids" in err and "nope" in err and "999" in err
+
+
+def test_chat_template_kwargs_pass_through_and_nulls_are_dropped(tiny_lm):
+    from gream_verl.infer.common import chat_text
+
+    _, tokenizer = tiny_lm
+    messages = [{"role": "user", "content": "hi"}]
+    assert chat_text(tokenizer, messages, {"enable_thinking": None}) == chat_text(tokenizer, messages)
+    assert chat_text(tokenizer, messages).endswith("<|im_start|>assistant\n")
+    assert chat_text(tokenizer, messages, {"enable_thinking": False}).endswith("<think>\n\n</think>\n\n")

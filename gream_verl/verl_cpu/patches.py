@@ -1,14 +1,20 @@
-"""The few verl 0.9.1 functions the CPU platform cannot reach through verl's registries.
+"""The few verl 0.9.1 call sites the CPU platform cannot reach through verl's registries.
 
 Applied only when the CPU platform is selected (``VERL_PLATFORM=cpu``), from
-``gream_verl.verl_cpu.register``. Each patch names the function it wraps and the sha256 of that
-function's source in verl 0.9.1; ``tests/verl_cpu/test_patches.py`` fails when verl changes one of
-them, so a verl upgrade cannot silently run with a stale patch.
+``gream_verl.verl_cpu.register``. Each patch pins the sha256 of the verl source it was written
+against (the function it wraps, or the function whose behaviour it changes);
+``tests/verl_cpu/test_patches.py`` fails when verl changes one of them, and ``apply`` refuses to
+patch a changed function, so a verl upgrade cannot silently run with a stale patch.
 
 1. ``verl.utils.distributed.initialize_global_process_group_ray`` builds the backend string
    ``f"cpu:gloo,{device}:{backend}"``; on CPU that is ``cpu:gloo,cpu:gloo`` and torch rejects it
    ("Duplicate device type cpu"). The wrapper passes ``backend="cpu:gloo"`` unless the caller
    chose one. Upstream fix: skip the second entry when the device is ``cpu``.
+2. ``FSDPEngine._build_fsdp_module`` (fsdp2) gives forward-only engines (the reference model)
+   ``CPUOffloadPolicy(pin_memory=True)``; pinning host memory needs an accelerator ("Cannot access
+   accelerator device when none is available"). The name ``CPUOffloadPolicy`` in verl's
+   ``transformer_impl`` module is replaced by a subclass that never pins. Upstream fix: pass
+   ``pin_memory=torch.cuda.is_available()`` (or ask the platform).
 """
 
 from __future__ import annotations
@@ -18,49 +24,26 @@ import hashlib
 import importlib
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+
+_MARK = "__gream_cpu_patch__"
 
 
 @dataclass(frozen=True)
 class Patch:
-    """Wrap ``module.name``; ``importers`` are modules that bound the function by name."""
+    """Replace ``module.name`` with ``make(original)``.
+
+    ``pinned`` is the ``module:qualname`` whose source must hash to ``source_sha256``;
+    ``importers`` are modules that bound ``name`` with ``from module import name``.
+    """
 
     module: str
     name: str
+    pinned: str
     source_sha256: str
+    make: Callable
     importers: tuple[str, ...] = ()
-
-
-PROCESS_GROUP = Patch(
-    module="verl.utils.distributed",
-    name="initialize_global_process_group_ray",
-    source_sha256="761a94d1a2e058d31a0ac231c89a142abf5daf822e333bac75e84cafcf7507ac",
-    importers=("verl.workers.engine_workers",),
-)
-
-PATCHES = (PROCESS_GROUP,)
-_MARK = "__gream_cpu_patch__"
-
-
-def source_sha256(func) -> str:
-    """sha256 of a function's source text (what the pinned hashes are computed from)."""
-    return hashlib.sha256(inspect.getsource(inspect.unwrap(func)).encode()).hexdigest()
-
-
-def original(patch: Patch):
-    """The verl function a patch wraps (unwrapped if the patch is already applied)."""
-    return inspect.unwrap(getattr(importlib.import_module(patch.module), patch.name))
-
-
-def check(patch: Patch) -> None:
-    """Raise RuntimeError if verl's function is not the one this patch was written for."""
-    found = source_sha256(original(patch))
-    if found != patch.source_sha256:
-        raise RuntimeError(
-            f"gream_verl CPU patch for {patch.module}.{patch.name} was written for verl 0.9.1 "
-            f"(source sha256 {patch.source_sha256[:12]}), but the installed function differs "
-            f"({found[:12]}); re-check gream_verl/verl_cpu/patches.py against this verl version"
-        )
 
 
 def _cpu_process_group(func):
@@ -72,7 +55,60 @@ def _cpu_process_group(func):
     return initialize_global_process_group_ray
 
 
-_WRAPPERS = {PROCESS_GROUP: _cpu_process_group}
+def _unpinned_offload_policy(policy_cls):
+    class CPUOffloadPolicy(policy_cls):
+        """``CPUOffloadPolicy`` that never pins host memory (there is no accelerator to pin for)."""
+
+        def __init__(self, pin_memory: bool = True, *args, **kwargs):
+            super().__init__(False, *args, **kwargs)
+
+    setattr(CPUOffloadPolicy, _MARK, True)
+    CPUOffloadPolicy.__wrapped__ = policy_cls
+    return CPUOffloadPolicy
+
+
+PATCHES = (
+    Patch(
+        module="verl.utils.distributed",
+        name="initialize_global_process_group_ray",
+        pinned="verl.utils.distributed:initialize_global_process_group_ray",
+        source_sha256="761a94d1a2e058d31a0ac231c89a142abf5daf822e333bac75e84cafcf7507ac",
+        make=_cpu_process_group,
+        importers=("verl.workers.engine_workers",),
+    ),
+    Patch(
+        module="verl.workers.engine.fsdp.transformer_impl",
+        name="CPUOffloadPolicy",
+        pinned="verl.workers.engine.fsdp.transformer_impl:FSDPEngine._build_fsdp_module",
+        source_sha256="35b7b539858443e45894da2d9675fb5a1d7b2bbb7c7c8b35605b0746d3179213",
+        make=_unpinned_offload_policy,
+    ),
+)
+
+
+def pinned_object(patch: Patch):
+    """The verl object whose source a patch pins (unwrapped if already patched)."""
+    module_name, qualname = patch.pinned.split(":")
+    obj = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return inspect.unwrap(obj)
+
+
+def source_sha256(obj) -> str:
+    """sha256 of an object's source text (what the pinned hashes are computed from)."""
+    return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()
+
+
+def check(patch: Patch) -> None:
+    """Raise RuntimeError if verl's source is not the one this patch was written for."""
+    found = source_sha256(pinned_object(patch))
+    if found != patch.source_sha256:
+        raise RuntimeError(
+            f"gream_verl CPU patch of {patch.module}.{patch.name} was written for verl 0.9.1 "
+            f"({patch.pinned} source sha256 {patch.source_sha256[:12]}), but the installed source differs "
+            f"({found[:12]}); re-check gream_verl/verl_cpu/patches.py against this verl version"
+        )
 
 
 def apply() -> list[str]:
@@ -82,11 +118,10 @@ def apply() -> list[str]:
         check(patch)
         module = importlib.import_module(patch.module)
         current = getattr(module, patch.name)
-        wrapped = current if getattr(current, _MARK, False) else _WRAPPERS[patch](current)
-        setattr(module, patch.name, wrapped)
-        # Modules that already did ``from module import name`` hold the old binding.
-        for importer in patch.importers:
+        replacement = current if getattr(current, _MARK, False) else patch.make(current)
+        setattr(module, patch.name, replacement)
+        for importer in patch.importers:  # modules that already hold the old binding
             if importer in sys.modules and hasattr(sys.modules[importer], patch.name):
-                setattr(sys.modules[importer], patch.name, wrapped)
+                setattr(sys.modules[importer], patch.name, replacement)
         applied.append(f"{patch.module}.{patch.name}")
     return applied

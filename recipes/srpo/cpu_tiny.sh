@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# SRPO through verl's real trainer (python -m verl.trainer.main_ppo) on a CPU-only machine:
+# a tiny vocabulary-extended Qwen3, a few Office RL rows, 2 training steps, about 5 minutes on 2 cores.
+#
+#   recipes/srpo/cpu_tiny.sh [key=value ...]        extra Hydra overrides are appended (they win)
+#
+# Environment:
+#   GREAM_CPU_WORK  work folder (default runs/srpo_cpu_tiny): setup/ (model + parquet, made once by
+#                   python -m gream_verl.verl_cpu.tiny_setup), metrics.jsonl, rollouts/, ckpt/
+#   GREAM_DATA      LC-Rec dataset folder (default /work/shared/data/Office)
+#   GREAM_INDEX     item index JSON (default: the dataset folder's *.index*.json)
+#   PYTHON          interpreter with gream_verl and verl 0.9.1 (default: python)
+#
+# What makes verl run on CPU (all from gream_verl.verl_cpu, loaded by the verl.plugins entry point):
+#   VERL_PLATFORM=cpu                    CPU platform (gloo, host memory) + FSDP engines for device cpu
+#   actor_rollout_ref.rollout.name=hf    transformers rollout server instead of vLLM/SGLang
+#   ray_init.num_gpus=1                  logical GPU slot: verl's resource pools only count GPU/NPU
+#   ray_init.num_cpus=8, 1 TQ storage    enough logical CPUs for TransferQueue's actors on 2 cores
+set -euo pipefail
+PYTHON=${PYTHON:-python}
+WORK=${GREAM_CPU_WORK:-runs/srpo_cpu_tiny}
+DATA=${GREAM_DATA:-/work/shared/data/Office}
+SETUP=$WORK/setup
+mkdir -p "$WORK"
+
+if [ ! -f "$SETUP/setup.json" ]; then
+    index_args=()
+    if [ -n "${GREAM_INDEX:-}" ]; then index_args=(--index "$GREAM_INDEX"); fi
+    "$PYTHON" -m gream_verl.verl_cpu.tiny_setup "$SETUP" --data "$DATA" "${index_args[@]}"
+fi
+
+export VERL_PLATFORM=cpu
+export VERL_FILE_LOGGER_PATH=${VERL_FILE_LOGGER_PATH:-$WORK/metrics.jsonl}
+export TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# A private Ray session (short path: Ray's socket names must stay under 107 characters).
+export RAY_TMPDIR=${RAY_TMPDIR:-$(mktemp -d /tmp/gream_ray.XXXXXX)}
+unset RAY_ADDRESS
+
+set -x
+exec "$PYTHON" -m verl.trainer.main_ppo \
+    data.train_files="$SETUP/train.parquet" \
+    data.val_files="$SETUP/val.parquet" \
+    data.train_batch_size=2 \
+    data.max_prompt_length=256 \
+    data.max_response_length=8 \
+    data.dataloader_num_workers=0 \
+    actor_rollout_ref.model.path="$SETUP/model" \
+    actor_rollout_ref.model.use_remove_padding=False \
+    actor_rollout_ref.model.enable_gradient_checkpointing=False \
+    +actor_rollout_ref.model.override_config.attn_implementation=sdpa \
+    actor_rollout_ref.actor.strategy=fsdp2 \
+    actor_rollout_ref.ref.strategy=fsdp2 \
+    actor_rollout_ref.actor.ppo_mini_batch_size=2 \
+    actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8 \
+    actor_rollout_ref.actor.optim.lr=1e-3 \
+    actor_rollout_ref.actor.use_kl_loss=True \
+    actor_rollout_ref.actor.kl_loss_coef=0.001 \
+    actor_rollout_ref.actor.fsdp_config.param_offload=False \
+    actor_rollout_ref.actor.fsdp_config.optimizer_offload=False \
+    actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8 \
+    actor_rollout_ref.rollout.name=hf \
+    actor_rollout_ref.rollout.n=4 \
+    actor_rollout_ref.rollout.temperature=1.0 \
+    actor_rollout_ref.rollout.calculate_log_probs=True \
+    actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8 \
+    actor_rollout_ref.rollout.tensor_model_parallel_size=1 \
+    actor_rollout_ref.rollout.agent.num_workers=1 \
+    reward.num_workers=1 \
+    reward.reward_manager.name=srpo \
+    reward.custom_reward_function.path=pkg://gream_verl.srpo.reward \
+    reward.custom_reward_function.name=compute_score \
+    algorithm.adv_estimator=srpo \
+    algorithm.use_kl_in_reward=False \
+    algorithm.filter_groups.enable=True \
+    algorithm.filter_groups.metric=reward \
+    trainer.device=cpu \
+    trainer.n_gpus_per_node=1 \
+    trainer.nnodes=1 \
+    trainer.total_training_steps=2 \
+    trainer.val_before_train=False \
+    trainer.test_freq=-1 \
+    trainer.save_freq=2 \
+    trainer.default_local_dir="$WORK/ckpt" \
+    trainer.rollout_data_dir="$WORK/rollouts" \
+    trainer.logger='[console,file]' \
+    trainer.project_name=gream \
+    trainer.experiment_name=srpo_cpu_tiny \
+    ray_kwargs.ray_init.num_cpus=8 \
+    +ray_kwargs.ray_init.num_gpus=1 \
+    transfer_queue.backend.SimpleStorage.num_data_storage_units=1 \
+    "$@"

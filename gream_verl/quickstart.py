@@ -292,6 +292,15 @@ def stage_rl(out: Path, final: Path, data_path: Path, index_path: Path, model_pa
 # --- the run -----------------------------------------------------------------------------------
 
 
+def set_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads here and in child processes (LLaMA-Factory SFT)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
 def run_quickstart(cfg, data_dir: Path, progress_echo=print) -> dict:
     """Run (or resume) every stage, then write the report; returns the metrics table rows."""
     from gream_verl.pipeline import Pipeline
@@ -303,6 +312,8 @@ def run_quickstart(cfg, data_dir: Path, progress_echo=print) -> dict:
     if not source.exists():
         raise FileNotFoundError(f"dataset {cfg.dataset!r} not found in {data_dir} (expected folder {source})")
     ds, seed, hist = str(cfg.dataset), int(cfg.seed), int(cfg.max_history)
+    if cfg.get("threads"):
+        set_threads(int(cfg.threads))
     p = Pipeline(root, echo=progress_echo)
     data_cfg = {"source": str(source), "max_users": cfg.data.max_users, "max_history": hist}
     data = p.stage("data", data_cfg, lambda o: stage_data(o, source, ds, cfg.data.max_users, hist))

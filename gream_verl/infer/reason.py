@@ -31,7 +31,7 @@ from gream_verl.data.split import Example
 from gream_verl.index.tokens import ItemIndex
 from gream_verl.infer import common
 from gream_verl.infer.constrained import constrained_beam_search, encode_prompts
-from gream_verl.metrics import dedupe, pass_at_k
+from gream_verl.metrics import dedupe, pass_at_k, pass_at_k_unbiased
 
 ANSWER_OPEN = "<answer>"
 ANSWER_CLOSE = "</answer>"
@@ -223,6 +223,7 @@ def evaluate_reason(cfg: DictConfig, model=None, tokenizer=None) -> dict:
             "num_users": len(examples),
             "metrics": pass_at_k(answers, targets, list(cfg.pass_ks)),
             "pass_at_k_definition": "target among the first k distinct answers of n samples, in sampling order",
+            "metrics_unbiased": unbiased_pass_at_k(answers, targets, list(cfg.pass_ks)),
             "valid_answer_rate": sum(a is not None for row in answers for a in row) / max(n_total, 1),
             "forced_answers": sum(f for row in samples for _, _, f in row),
             "mean_distinct_answers": sum(len(dedupe(row)) for row in answers) / len(answers),
@@ -247,6 +248,16 @@ def evaluate_reason(cfg: DictConfig, model=None, tokenizer=None) -> dict:
         return result
     finally:
         shards.close()
+
+
+def unbiased_pass_at_k(answers: list[list[str | None]], targets: list[str], ks: list[int]) -> dict[str, float]:
+    """The n-sample unbiased estimator (Chen et al., 2021) for every k <= n (samples, not
+    distinct answers: repeated correct answers count as correct samples)."""
+    import numpy as np
+
+    n = np.array([len(row) for row in answers])
+    c = np.array([sum(a == t for a in row) for row, t in zip(answers, targets, strict=True)])
+    return {f"pass@{k}": pass_at_k_unbiased(n, c, k) for k in ks if n.size and k <= n.min()}
 
 
 def reason_for_history(model, tokenizer, trie, dataset: RecDataset, index: ItemIndex, history: Sequence[str],

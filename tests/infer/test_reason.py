@@ -156,3 +156,12 @@ def test_recommend_reason_mode_prints_reasoning(capsys, tiny_data_dir, tiny_mode
     assert result["reasoning"].endswith("<answer>")
     assert len(result["recommendations"]) == 3
     assert len({r["item"] for r in result["recommendations"]}) == 3
+
+
+def test_unbiased_pass_at_k_only_for_k_up_to_n():
+    from gream_verl.infer.reason import unbiased_pass_at_k
+
+    out = unbiased_pass_at_k([["t", "x", "t", None], ["x", "x", "x", "x"]], ["t", "t"], [1, 2, 5])
+    assert set(out) == {"pass@1", "pass@2"}
+    assert out["pass@1"] == pytest.approx((2 / 4 + 0) / 2)
+    assert out["pass@2"] == pytest.approx((1 - (2 * 1) / (4 * 3)) / 2)

@@ -73,7 +73,7 @@ def prepare(
     train_rows: int = 16,
     val_rows: int = 4,
     max_history: int = 3,
-    warmup_steps: int = 60,
+    warmup_steps: int = 120,
     warmup_lr: float = 3e-3,
     seed: int = 0,
 ) -> dict:
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", default=None, help="item index JSON (default: the folder's *.index*.json)")
     parser.add_argument("--train-rows", type=int, default=16)
     parser.add_argument("--val-rows", type=int, default=4)
-    parser.add_argument("--warmup-steps", type=int, default=60)
+    parser.add_argument("--warmup-steps", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     summary = prepare(args.out, args.data, args.index, train_rows=args.train_rows, val_rows=args.val_rows,

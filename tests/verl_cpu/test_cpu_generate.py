@@ -1,0 +1,139 @@
+"""The sampling maths of the CPU rollout (gream_verl.verl_cpu.generate)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gream_verl.verl_cpu.generate import SamplingParams, filter_logits, generate, sample_next
+
+VOCAB = 48
+EOS = 3
+PAD = 0
+
+
+def _logits(seed: int, rows: int = 3, vocab: int = 12) -> torch.Tensor:
+    return torch.randn(rows, vocab, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 12))
+def test_top_k_keeps_exactly_the_k_largest(seed, k):
+    logits = _logits(seed)
+    kept = torch.isfinite(filter_logits(logits, torch.full((3,), k), torch.ones(3)))
+    assert kept.sum(-1).tolist() == [k] * 3
+    expected = logits.topk(k, dim=-1).indices
+    assert bool(kept.gather(-1, expected).all())
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), p=st.floats(0.05, 1.0))
+def test_top_p_keeps_the_smallest_set_reaching_p(seed, p):
+    logits = _logits(seed)
+    out = filter_logits(logits, torch.zeros(3, dtype=torch.long), torch.full((3,), p))
+    probs = torch.softmax(logits, -1)
+    for row in range(3):
+        kept = torch.isfinite(out[row])
+        mass = float(probs[row][kept].sum())
+        assert mass >= min(p, 1.0) - 1e-5  # the kept set reaches p ...
+        smallest = float(probs[row][kept].min())
+        assert mass - smallest < p + 1e-5  # ... and is minimal: without its smallest member it would not
+        assert bool(kept[logits[row].argmax()])
+
+
+def test_filters_are_per_row():
+    logits = _logits(1, rows=2)
+    out = filter_logits(logits, torch.tensor([1, 0]), torch.tensor([1.0, 1.0]))
+    assert torch.isfinite(out[0]).sum() == 1
+    assert torch.isfinite(out[1]).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), temperature=st.floats(0.2, 2.0))
+def test_log_probs_are_those_of_the_temperature_scaled_distribution(seed, temperature):
+    logits = _logits(seed)
+    t = torch.full((3,), temperature)
+    tokens, log_probs = sample_next(logits, t, torch.zeros(3, dtype=torch.long), torch.ones(3),
+                                    torch.Generator().manual_seed(seed))
+    expected = torch.log_softmax(logits / temperature, -1).gather(-1, tokens[:, None]).squeeze(-1)
+    assert torch.allclose(log_probs, expected, atol=1e-5)
+    assert bool(torch.isfinite(log_probs).all())
+
+
+def test_temperature_zero_is_greedy():
+    logits = _logits(7)
+    tokens, _ = sample_next(logits, torch.zeros(3), torch.zeros(3, dtype=torch.long), torch.ones(3))
+    assert tokens.tolist() == logits.argmax(-1).tolist()
+
+
+def test_sampling_follows_the_distribution():
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]])).expand(4000, 3)
+    tokens, _ = sample_next(logits, torch.ones(4000), torch.zeros(4000, dtype=torch.long), torch.ones(4000),
+                            torch.Generator().manual_seed(0))
+    freq = torch.bincount(tokens, minlength=3).float() / 4000
+    assert torch.allclose(freq, torch.tensor([0.7, 0.2, 0.1]), atol=0.03)
+
+
+@pytest.mark.parametrize("bad", [dict(max_tokens=0), dict(max_tokens=4, temperature=-1),
+                                 dict(max_tokens=4, top_p=0.0), dict(max_tokens=4, n=0)])
+def test_invalid_sampling_params_are_refused(bad):
+    with pytest.raises(ValueError):
+        SamplingParams(**bad)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen3Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, pad_token_id=PAD)
+    return Qwen3ForCausalLM(config).eval()
+
+
+def test_generate_respects_max_tokens_n_and_batches_mixed_prompts(model):
+    prompts = [[5, 6, 7], [8, 9], [10, 11, 12, 13, 14]]
+    params = [SamplingParams(max_tokens=4, n=2), SamplingParams(max_tokens=1), SamplingParams(max_tokens=6, temperature=0)]
+    out = generate(model, prompts, params, eos_token_ids=[EOS], pad_token_id=PAD,
+                   generator=torch.Generator().manual_seed(0))
+    assert [len(g) for g in out] == [2, 1, 1]
+    for gens, sp in zip(out, params, strict=True):
+        for g in gens:
+            assert 1 <= len(g.token_ids) <= sp.max_tokens
+            assert len(g.log_probs) == len(g.token_ids)
+            assert (g.finish_reason == "stop") == (g.token_ids[-1] == EOS)
+            assert EOS not in g.token_ids[:-1]
+
+
+def test_generated_log_probs_match_a_full_forward_pass(model):
+    """Batched, left-padded, KV-cached decoding scores tokens as one unpadded forward pass does."""
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12]]
+    params = [SamplingParams(max_tokens=5, temperature=0.7), SamplingParams(max_tokens=5, temperature=1.3)]
+    out = generate(model, prompts, params, eos_token_ids=[EOS], pad_token_id=PAD,
+                   generator=torch.Generator().manual_seed(3))
+    for prompt, sp, (g,) in zip(prompts, params, out, strict=True):
+        ids = torch.tensor([prompt + g.token_ids])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
+        expected = torch.log_softmax(logits / sp.temperature, -1).gather(-1, torch.tensor(g.token_ids)[:, None])
+        assert torch.allclose(torch.tensor(g.log_probs), expected.squeeze(-1), atol=1e-4)
+
+
+def test_greedy_generation_is_deterministic_and_matches_argmax_decoding(model):
+    prompt = [5, 6, 7]
+    (g,), = generate(model, [prompt], [SamplingParams(max_tokens=5, temperature=0)], [EOS], PAD)
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(len(g.token_ids)):
+            ids.append(int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
+    assert g.token_ids == ids[len(prompt):]
+
+
+def test_generate_refuses_bad_input(model):
+    with pytest.raises(ValueError, match="empty prompt"):
+        generate(model, [[]], [SamplingParams(max_tokens=2)], [EOS], PAD)
+    with pytest.raises(ValueError, match="sampling params"):
+        generate(model, [[1, 2]], [], [EOS], PAD)
+    assert generate(model, [], [], [EOS], PAD) == []

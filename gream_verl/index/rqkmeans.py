@@ -6,7 +6,7 @@ Pure torch (float32 on CPU or GPU), no verl import. The algorithm per level:
   ``max_points_per_centroid * codebook_size`` residuals (256 x 256 = 65,536 by default), then
   *every* point is assigned in one chunked pass. That keeps 1M items x 4 levels in about a minute
   instead of ~100 full passes; ``max_points_per_centroid=None`` runs Lloyd on all points.
-* **init**: ``"kmeans++"`` (default) runs k-means++ seeding on a random subsample of
+* **init**: ``"kmeans++"`` (default) runs greedy k-means++ seeding on a random subsample of
   ``min(n, 32 * codebook_size)`` training points, so seeding cost does not grow with N;
   ``"random"`` picks ``codebook_size`` distinct random points.
 * **Lloyd iterations**: full-batch over the training points, distances computed in row chunks
@@ -266,27 +266,29 @@ def _init_centroids(X: torch.Tensor, k: int, init: str, gen: torch.Generator) ->
 
 
 def _kmeans_plus_plus(S: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding: each next centroid is drawn with probability ~ squared distance to the
-    nearest centroid so far (uniformly among unchosen points once every distance is zero)."""
+    """Greedy k-means++ seeding: each step draws ``2 + ln k`` candidates with probability ~ squared
+    distance to the nearest centroid so far and keeps the one that lowers the total most
+    (uniformly among unchosen points once every distance is zero)."""
     m = S.shape[0]
-    chosen = torch.zeros(m, dtype=torch.bool, device=S.device)
-    first = int(torch.randint(m, (1,), generator=gen))
-    idx = [first]
-    chosen[first] = True
+    trials = 2 + int(math.log(k))
     sq = (S * S).sum(1)
 
-    def sq_dist_to(i: int) -> torch.Tensor:
-        return (sq - 2.0 * (S @ S[i]) + sq[i]).clamp_min_(0.0)
+    def sq_dist_to(idx: torch.Tensor) -> torch.Tensor:  # [m, len(idx)]
+        return (sq[:, None] - 2.0 * (S @ S[idx].T) + sq[idx][None, :]).clamp_min_(0.0)
 
-    closest = sq_dist_to(first)
+    first = torch.randint(m, (1,), generator=gen).to(S.device)
+    idx = [int(first)]
+    closest = sq_dist_to(first)[:, 0]
     for _ in range(1, k):
-        weights = closest.clamp_min(0.0).to(torch.float64).cpu()
+        weights = closest.to(torch.float64).cpu()
         if float(weights.sum()) <= 0.0:
-            weights = (~chosen).to(torch.float64).cpu()
-        nxt = int(torch.multinomial(weights, 1, generator=gen))
-        idx.append(nxt)
-        chosen[nxt] = True
-        closest = torch.minimum(closest, sq_dist_to(nxt))
+            weights = torch.ones(m, dtype=torch.float64)
+            weights[idx] = 0.0
+        candidates = torch.multinomial(weights, trials, replacement=True, generator=gen).to(S.device)
+        merged = torch.minimum(closest[:, None], sq_dist_to(candidates))  # [m, trials]
+        best = int(torch.argmin(merged.sum(0, dtype=torch.float64)))
+        idx.append(int(candidates[best]))
+        closest = merged[:, best]
     return S[torch.tensor(idx, device=S.device)].clone()
 
 

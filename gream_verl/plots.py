@@ -52,7 +52,7 @@ def goal_verdict(rows: list[dict], goal: float) -> tuple[str, dict]:
     g, p, s = gream["recall@10"], pop["recall@10"], sas["recall@10"]
     ratio = g / s if s > 0 else float("inf")
     facts = {"gream_recall@10": g, "mostpop_recall@10": p, "sasrec_recall@10": s, "ratio_to_sasrec": ratio,
-             "beats_mostpop": g > 2 * p, "reached": g > 2 * p and ratio >= goal}
+             "beats_mostpop": g > 2 * p, "reached": s > 0 and g > 2 * p and ratio >= goal}
     status = "REACHED" if facts["reached"] else "NOT reached"
     text = (f"accuracy goal ({goal:.0%} of SASRec Recall@10, well above MostPop): {status} - GREAM Recall@10 "
             f"{g:.4f} = {ratio:.0%} of SASRec ({s:.4f}); MostPop {p:.4f}")

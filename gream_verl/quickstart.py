@@ -240,23 +240,15 @@ def cpu_backend_available() -> tuple[bool, str]:
     return True, str(script)
 
 
-def srpo_command(train: Path, val: Path, model: Path, out: Path) -> list[str]:
-    """The verl command for a GPU machine (the recipe in recipes/srpo/ has the full settings)."""
-    return [
-        "python", "-m", "verl.trainer.main_ppo",
-        f"data.train_files={train}", f"data.val_files={val}",
-        "data.train_batch_size=64", "data.max_prompt_length=512", "data.max_response_length=16",
-        f"actor_rollout_ref.model.path={model}",
-        "actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.n=8",
-        "actor_rollout_ref.actor.optim.lr=1e-6", "actor_rollout_ref.actor.ppo_mini_batch_size=32",
-        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
-        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
-        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8",
-        "algorithm.adv_estimator=srpo", "reward.reward_manager.name=srpo",
-        "algorithm.filter_groups.enable=True", "algorithm.filter_groups.metric=score",
-        "trainer.n_gpus_per_node=1", "trainer.nnodes=1", "trainer.total_epochs=1",
-        f"trainer.default_local_dir={out}", "trainer.logger=[console]",
-    ]
+def srpo_command(data_dir: Path, model: Path, dataset: str) -> list[str]:
+    """``python -m verl.trainer.main_ppo ...`` for one GPU: the SRPO recipe of recipes/srpo/
+    (recipes.yaml, as run.sh uses it) with this run's SFT model and RL data filled in."""
+    from gream_verl.srpo.recipes import recipe_overrides
+
+    env = {"GREAM_MODEL_PATH": str(model), "GREAM_RL_DATA": str(data_dir), "GREAM_N_GPUS": "1",
+           "GREAM_MAX_RESPONSE_LENGTH": "16"}
+    overrides = [o for o in recipe_overrides("instruments", env) if not o.startswith("trainer.experiment_name=")]
+    return ["python", "-m", "verl.trainer.main_ppo", *overrides, f"trainer.experiment_name=srpo_{dataset.lower()}"]
 
 
 def stage_rl(out: Path, final: Path, data_path: Path, index_path: Path, model_path: Path, section: dict, max_history: int,
@@ -273,18 +265,29 @@ def stage_rl(out: Path, final: Path, data_path: Path, index_path: Path, model_pa
     built = build_rl_data(load_dataset(data_path), load_index(index_path), out / "data", mode=section["mode"],
                           max_history=max_history, max_train=section["max_train"], max_val=section["max_val"],
                           seed=seed, ability="recommendation")
-    cmd = srpo_command(final / "data" / "train.parquet", final / "data" / "val.parquet", model_path, final / "checkpoints")
-    text = " \\\n  ".join(shlex.quote(c) for c in cmd)
-    write_text(out / "srpo_command.sh", "#!/usr/bin/env bash\n# SRPO on a GPU machine (see recipes/srpo/)\n" + text + "\n")
-    summary = {"rows": {k: built.get(f"{k}_rows") for k in ("train", "valid")}, "command_file": str(final / "srpo_command.sh")}
+    cmd = srpo_command(final / "data", model_path, data_path.name)
+    text = " ".join(cmd[:3]) + " \\\n  " + " \\\n  ".join(shlex.quote(c) for c in cmd[3:])
+    write_text(out / "srpo_command.sh", "#!/usr/bin/env bash\n# SRPO on a GPU machine (recipes/srpo/recipes.yaml)\n"
+               + text + "\n")
+    summary = {"rows": {k: built.get(f"{k}_rows") for k in ("train", "valid")},
+               "command_file": str(final / "srpo_command.sh")}
     enabled = section["enabled"]
-    if enabled is True or (enabled == "auto" and gpu_available()):
-        subprocess.run(cmd, check=True, cwd=REPO)
+    if gpu_available() and enabled in (True, "auto"):
+        import sys
+
+        here = srpo_command(out / "data", model_path, data_path.name)  # the data is not renamed yet
+        subprocess.run([sys.executable, *here[1:]], check=True, cwd=REPO)
         return {**summary, "status": "trained on GPU"}
     cpu_ok, why = cpu_backend_available()
     if cpu_ok and (enabled is True or section.get("cpu_fallback")):
-        subprocess.run(["bash", why], check=True, cwd=REPO, env={**os.environ, "GREAM_RL_OUT": str(out)})
-        return {**summary, "status": "trained with the CPU backend (recipes/srpo/cpu_tiny.sh)"}
+        import sys
+
+        env = {**os.environ, "PYTHON": sys.executable, "GREAM_CPU_WORK": str(out / "cpu_tiny"),
+               "GREAM_DATA": str(data_path), "GREAM_INDEX": str(index_path)}
+        subprocess.run(["bash", why], check=True, cwd=REPO, env=env)
+        return {**summary, "status": "trained with the CPU backend (recipes/srpo/cpu_tiny.sh, 2 SRPO steps)"}
+    if enabled is True:
+        raise RuntimeError(f"rl.enabled=true but there is no GPU and the CPU backend is not usable: {why}")
     print("no GPU rollout engine here; run SRPO on a GPU machine with:\n  " + text)
     return {**summary, "status": "not run (no GPU); command written", "cpu_backend": why}
 

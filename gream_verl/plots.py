@@ -120,7 +120,9 @@ def write_report(root: Path, results: Mapping[str, Any], config: dict, goal: flo
              f"history cap {config.get('max_history')}. Leave-one-out test split, full ranking over all items, "
              "no filtering of history items.", "",
              "## Recommendation quality (test split)", "", table, "", verdict, "", "![report](report.png)", "",
-             "## Stages", "", format_table([_stage_line(r) for r in results.values()]), ""]
+             "## Stages", "", format_table([_stage_line(r) for r in results.values()]), "",
+             f"Stage time when each stage ran: {sum(r.wall_s for r in results.values()) / 60:.1f} min in all "
+             f"({sum(r.wall_s for r in results.values() if not r.skipped) / 60:.1f} min in this invocation).", ""]
     if "data" in results:
         d = results["data"].summary
         lines += ["## Data", "", format_table([{k: d.get(k) for k in ("users", "items", "interactions", "sparsity")}]), ""]

@@ -270,3 +270,30 @@ def reason_for_history(model, tokenizer, trie, dataset: RecDataset, index: ItemI
     reasoning, _ = reasoning_prefix(raw[0])
     (items,) = answer_constrained(model, tokenizer, trie, [text], [reasoning], beams=k)
     return reasoning, items
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``torchrun -m gream_verl.infer.reason`` (same flags as ``gream eval
+    reason``; users are sharded by rank, rank 0 prints and writes). Sampling seeds depend on
+    the rank, so samples differ from a single-process run with the same seed."""
+    import logging
+    import os
+    import sys
+
+    from gream_verl.cli import build_parser
+    from gream_verl.report import emit
+
+    args = build_parser().parse_args(["eval", "reason", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.INFO)
+    try:
+        result = args.func(args)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        print(f"eval reason: error: {e}", file=sys.stderr)
+        return 1
+    if int(os.environ.get("RANK", 0)) == 0:
+        emit(result, as_json=args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -101,6 +101,7 @@ def evaluate_direct(cfg: DictConfig, model=None, tokenizer=None, prompt_fn: comm
                 "world_size": shards.world, "decoding": "trie-constrained beam search, do_sample=False, length_penalty=0",
             },  # fmt: skip
             "index_collisions": index.num_collisions,
+            "trie": {"nodes": trie.num_nodes, "items": trie.num_items, "mb": round(trie.nbytes() / 2**20, 3)},
             "mean_candidates": sum(len(r) for r in rankings) / len(rankings),
             "seconds": timer.seconds(),
         }

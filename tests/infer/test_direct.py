@@ -26,6 +26,7 @@ def test_eval_direct_writes_results_and_valid_predictions(capsys, tmp_path, tiny
     assert printed["metrics"] == saved["metrics"]
     assert set(saved["metrics"]) == {"recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10"}
     assert all(0.0 <= v <= 1.0 for v in saved["metrics"].values())
+    assert saved["trie"]["items"] == len(tiny_index) - tiny_index.num_collisions
     assert saved["settings"]["beams"] == 10 and saved["settings"]["split"] == "test" and saved["num_users"] == 9
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
     examples = leave_one_out(load_dataset(tiny_data_dir).sequences, "test")[:9]

@@ -70,6 +70,7 @@ exec "$PYTHON" -m verl.trainer.main_ppo \
     reward.custom_reward_function.path=pkg://gream_verl.srpo.reward \
     reward.custom_reward_function.name=compute_score \
     algorithm.adv_estimator=srpo \
+    +algorithm.srpo.k=2 \
     algorithm.use_kl_in_reward=False \
     algorithm.filter_groups.enable=True \
     algorithm.filter_groups.metric=reward \

@@ -6,9 +6,10 @@ import argparse
 
 
 def _eval_direct(args: argparse.Namespace) -> dict:
-    from gream_verl.infer.direct import config_from_args, evaluate_direct
+    from gream_verl.infer.cli_args import direct_config_from_args
+    from gream_verl.infer.direct import evaluate_direct
 
-    return evaluate_direct(config_from_args(args))
+    return evaluate_direct(direct_config_from_args(args))
 
 
 def _eval_reason(args: argparse.Namespace) -> dict:
@@ -88,12 +89,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(subparsers) -> None:
-    from gream_verl.infer.direct import add_arguments
+    from gream_verl.infer.cli_args import add_direct_arguments
 
     ev = subparsers.add_parser("eval", help="evaluate a model: direct (Recall/NDCG) or reasoning (Pass@k)")
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="MODE", required=True)
     direct = ev_sub.add_parser("direct", help="trie-constrained beam search; Recall@1/5/10, NDCG@5/10")
-    add_arguments(direct)
+    add_direct_arguments(direct)
     direct.set_defaults(func=_eval_direct)
 
     reason = ev_sub.add_parser("reason", help="sample chains of thought, constrained answer; Pass@1/5/10")

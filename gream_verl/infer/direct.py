@@ -21,6 +21,7 @@ from gream_verl.data.dataset import RecDataset
 from gream_verl.data.split import Example
 from gream_verl.index.tokens import ItemIndex
 from gream_verl.infer import common
+from gream_verl.infer.cli_args import add_direct_arguments, direct_config_from_args
 from gream_verl.infer.constrained import Candidate, constrained_beam_search
 from gream_verl.metrics import ranking_metrics
 
@@ -120,41 +121,16 @@ def evaluate_direct(cfg: DictConfig, model=None, tokenizer=None, prompt_fn: comm
         shards.close()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="HF model folder (vocabulary extended with the index)")
-    parser.add_argument("--data", help="LC-Rec dataset folder or file")
-    parser.add_argument("--index", help="X.index.json")
-    parser.add_argument("--split", choices=["test", "valid"], default=None)
-    parser.add_argument("--beams", type=int, default=None, help="beam width = ranking length (default 20)")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--limit", type=int, default=None, help="first N users only")
-    parser.add_argument("--save-predictions", default=None, help="per-user predictions JSONL")
-    parser.add_argument("--out", default=None, help="results JSON (default runs/eval/<dataset>_direct_<split>.json)")
-    parser.add_argument("--device", default=None, help="auto | cpu | cuda")
-    parser.add_argument("--config", default=None, help="YAML merged over gream_verl/configs/eval.yaml")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("overrides", nargs="*", help="key=value config overrides")
-
-
-def config_from_args(args: argparse.Namespace) -> DictConfig:
-    from gream_verl.config import load_config
-
-    values = {k: getattr(args, k, None) for k in (
-        "model", "data", "index", "split", "beams", "batch_size", "limit", "save_predictions", "out", "device",
-    )}  # fmt: skip
-    return load_config("eval", args.config, args.overrides, **values)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point for ``python -m`` / ``torchrun -m gream_verl.infer.direct``."""
     from gream_verl.report import emit
 
     parser = argparse.ArgumentParser(prog="gream_verl.infer.direct", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
+    add_direct_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     try:
-        result = evaluate_direct(config_from_args(args))
+        result = evaluate_direct(direct_config_from_args(args))
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         print(f"eval direct: error: {e}", file=sys.stderr)
         return 1

@@ -120,6 +120,17 @@ def item_texts(dataset: RecDataset, fields: list[str] | tuple[str, ...], use_enr
     return texts
 
 
+def embedding_fields(cfg: DictConfig) -> list[str]:
+    """``embedding.fields`` as a list; ``fields=title`` or ``fields=title,description`` work too."""
+    fields = cfg.embedding.fields
+    if isinstance(fields, str):
+        fields = [f for f in fields.replace("+", ",").split(",") if f.strip()]
+    fields = [str(f).strip() for f in fields]
+    if not fields:
+        raise ValueError("embedding.fields is empty; e.g. embedding.fields=[title,description]")
+    return fields
+
+
 def embedding_cache_path(cfg: DictConfig, dataset: RecDataset, out_dir: Path | None) -> Path | None:
     """``<cache_dir>/<dataset>.<model>.<fields>.emb.npy`` (cache_dir defaults to the output folder)."""
     emb = cfg.embedding
@@ -129,7 +140,7 @@ def embedding_cache_path(cfg: DictConfig, dataset: RecDataset, out_dir: Path | N
     if folder is None:
         return None
     model = Path(str(emb.model_path)).name if emb.get("model_path") else "all-MiniLM-L6-v2"
-    fields = "+".join(emb.fields)
+    fields = "+".join(embedding_fields(cfg))
     return folder / f"{dataset.name}.{model}.{fields}.{emb.pooling}.emb.npy"
 
 
@@ -144,8 +155,10 @@ def item_embeddings(dataset: RecDataset, cfg: DictConfig, out_dir: Path | None =
         info = {"embedding_source": f"precomputed {emb.path}", "embedding_cached": False}
     else:
         cache = embedding_cache_path(cfg, dataset, out_dir)
+        fields = embedding_fields(cfg)
         vectors, reused = cached_embeddings(
-            item_texts(dataset, list(emb.fields), bool(emb.get("use_enriched", True))), cache, model_path=emb.get("model_path"), fields=list(emb.fields),
+            item_texts(dataset, fields, bool(emb.get("use_enriched", True))), cache,
+            model_path=emb.get("model_path"), fields=fields,
             batch_size=int(emb.batch_size), max_length=int(emb.max_length), device=str(emb.device),
             pooling=str(emb.pooling), normalize=bool(emb.normalize),
         )
@@ -187,7 +200,7 @@ def build_index(dataset: RecDataset, cfg: DictConfig, out_dir: Path | None = Non
         "rq_levels": int(rq.levels),
         "codebook_size": int(rq.codebook_size),
         "balanced": bool(rq.balanced),
-        "fields": list(cfg.embedding.fields),
+        "fields": embedding_fields(cfg),
         "collision_rate_before": before["collision_rate"],
         "collisions_before": before["collisions"],
         "max_collision_group": before["max_group"],

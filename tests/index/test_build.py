@@ -11,7 +11,13 @@ from gream_verl.cli import main
 from gream_verl.config import load_config
 from gream_verl.data.dataset import RecDataset
 from gream_verl.index import load_index
-from gream_verl.index.build import build_index, collision_stats, item_texts, resolve_collisions
+from gream_verl.index.build import (
+    build_index,
+    collision_stats,
+    embedding_fields,
+    item_texts,
+    resolve_collisions,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +69,13 @@ def test_resolution_unique_and_keeps_prefixes(codes, mode):
 def test_collision_stats():
     s = collision_stats(np.array([[0, 1], [0, 1], [0, 2], [0, 1]]))
     assert s == {"collision_rate": 0.75, "collisions": 2, "max_group": 3}
+
+
+@pytest.mark.parametrize("value, expected", [("[title]", ["title"]), ("title", ["title"]),
+                                             ("title,description", ["title", "description"]),
+                                             ("title+description", ["title", "description"])])
+def test_embedding_fields_forms(value, expected):
+    assert embedding_fields(load_config("index", overrides=[f"embedding.fields={value}"])) == expected
 
 
 def small_dataset(n=120):

@@ -62,8 +62,28 @@ def register_cpu_engines() -> list[str]:
     return done
 
 
+def _refuse_cpu_platform(error: RuntimeError) -> None:
+    """verl swallows plugin errors; with ``VERL_PLATFORM=cpu`` on another verl version, make the
+    platform lookup itself raise the version error instead of verl's bare "Unknown platform 'cpu'"."""
+    try:
+        from verl.plugin.platform import PlatformBase, PlatformRegistry
+    except ImportError:
+        return
+
+    class UnsupportedVerl(PlatformBase):
+        def __new__(cls, *args, **kwargs):
+            raise error
+
+    PlatformRegistry._platforms[PLATFORM_NAME] = UnsupportedVerl
+
+
 def register() -> None:
-    check_verl_version()
+    try:
+        check_verl_version()
+    except RuntimeError as error:
+        if cpu_selected():
+            _refuse_cpu_platform(error)
+        raise
     register_platform()
     register_rollout()
     if cpu_selected():

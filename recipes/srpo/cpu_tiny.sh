@@ -9,6 +9,8 @@
 #                   python -m gream_verl.verl_cpu.tiny_setup), metrics.jsonl, rollouts/, ckpt/
 #   GREAM_DATA      LC-Rec dataset folder (default /work/shared/data/Office)
 #   GREAM_INDEX     item index JSON (default: the dataset folder's *.index*.json)
+#   GREAM_MODEL_PATH + GREAM_RL_DATA   use this (SFT) model and this folder's train/val.parquet
+#                   (from `gream rl build`) instead of the tiny setup, e.g. in the quickstart
 #   PYTHON          interpreter with gream_verl and verl 0.9.1 (default: python)
 #
 # What makes verl run on CPU (all from gream_verl.verl_cpu, loaded by the verl.plugins entry point):
@@ -23,10 +25,17 @@ DATA=${GREAM_DATA:-/work/shared/data/Office}
 SETUP=$WORK/setup
 mkdir -p "$WORK"
 
-if [ ! -f "$SETUP/setup.json" ]; then
-    index_args=()
-    if [ -n "${GREAM_INDEX:-}" ]; then index_args=(--index "$GREAM_INDEX"); fi
-    "$PYTHON" -m gream_verl.verl_cpu.tiny_setup "$SETUP" --data "$DATA" "${index_args[@]}"
+if [ -n "${GREAM_MODEL_PATH:-}" ] && [ -n "${GREAM_RL_DATA:-}" ]; then
+    MODEL=$GREAM_MODEL_PATH
+    RL_DATA=$GREAM_RL_DATA
+else
+    if [ ! -f "$SETUP/setup.json" ]; then
+        index_args=()
+        if [ -n "${GREAM_INDEX:-}" ]; then index_args=(--index "$GREAM_INDEX"); fi
+        "$PYTHON" -m gream_verl.verl_cpu.tiny_setup "$SETUP" --data "$DATA" "${index_args[@]}"
+    fi
+    MODEL=$SETUP/model
+    RL_DATA=$SETUP
 fi
 
 export VERL_PLATFORM=cpu
@@ -38,13 +47,13 @@ unset RAY_ADDRESS
 
 set -x
 exec "$PYTHON" -m verl.trainer.main_ppo \
-    data.train_files="$SETUP/train.parquet" \
-    data.val_files="$SETUP/val.parquet" \
+    data.train_files="$RL_DATA/train.parquet" \
+    data.val_files="$RL_DATA/val.parquet" \
     data.train_batch_size=2 \
     data.max_prompt_length=256 \
     data.max_response_length=8 \
     data.dataloader_num_workers=0 \
-    actor_rollout_ref.model.path="$SETUP/model" \
+    actor_rollout_ref.model.path="$MODEL" \
     actor_rollout_ref.model.use_remove_padding=False \
     actor_rollout_ref.model.enable_gradient_checkpointing=False \
     +actor_rollout_ref.model.override_config.attn_implementation=sdpa \

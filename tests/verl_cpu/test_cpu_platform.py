@@ -133,3 +133,14 @@ def test_nothing_is_patched_unless_the_cpu_platform_is_selected():
     assert found["errors"] == []
     assert not found["pg_patched"] and not found["state"]["selected"]
     assert found["adapter"] == "HFServerAdapter"  # the rollout itself is registered, inert
+
+
+def test_selecting_cpu_on_another_verl_raises_the_version_error(monkeypatch):
+    from verl.plugin.platform import PlatformRegistry
+
+    from gream_verl.verl_cpu.register import _refuse_cpu_platform
+
+    monkeypatch.setattr(PlatformRegistry, "_platforms", dict(PlatformRegistry._platforms))
+    _refuse_cpu_platform(RuntimeError("written against verl 0.9.1 exactly, found verl 9.9"))
+    with pytest.raises(RuntimeError, match="found verl 9.9"):
+        PlatformRegistry.get("cpu")()

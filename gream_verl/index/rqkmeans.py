@@ -186,9 +186,15 @@ def assign(
 
 
 def _nearest(
-    X: torch.Tensor, centroids: torch.Tensor, chunk_size: int, closed: torch.Tensor | None = None
+    X: torch.Tensor,
+    centroids: torch.Tensor,
+    chunk_size: int,
+    closed: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    n = X.shape[0]
+    """Nearest open centroid for every row of ``X`` (or only ``rows``, gathered chunk by chunk
+    so no copy of the selected rows is made)."""
+    n = X.shape[0] if rows is None else rows.numel()
     c_sq = (centroids * centroids).sum(1)
     if closed is not None:
         c_sq = c_sq.masked_fill(closed, math.inf)
@@ -196,12 +202,12 @@ def _nearest(
     dist = torch.empty(n, dtype=X.dtype, device=X.device)
     d = None
     for s in range(0, n, chunk_size):
-        xb = X[s : s + chunk_size]
+        xb = X[s : s + chunk_size] if rows is None else X[rows[s : s + chunk_size]]
         if d is None or d.shape[0] != xb.shape[0]:
             d = torch.empty((xb.shape[0], centroids.shape[0]), dtype=X.dtype, device=X.device)
         torch.addmm(c_sq, xb, centroids.T, beta=1.0, alpha=-2.0, out=d)  # ||c||^2 - 2 x.c
         torch.min(d, 1, out=(dist[s : s + chunk_size], labels[s : s + chunk_size]))
-    dist += _row_sq_norms(X, chunk_size)
+        dist[s : s + chunk_size] += torch.linalg.vector_norm(xb, dim=1).square_()
     return labels, dist.clamp_min_(0.0)
 
 
@@ -216,7 +222,7 @@ def _balanced_assign(
     room = torch.full((k,), capacity, dtype=torch.int64, device=X.device)
     pending = torch.arange(n, device=X.device)
     while pending.numel():
-        lab, d = _nearest(X[pending], centroids, chunk_size, closed=room == 0)
+        lab, d = _nearest(X, centroids, chunk_size, closed=room == 0, rows=pending)
         # sort proposals by (cluster, distance); each cluster keeps its `room` closest proposers
         order = torch.argsort(d, stable=True)
         order = order[torch.argsort(lab[order], stable=True)]

@@ -8,6 +8,8 @@ Children run with ``OMP_WAIT_POLICY=PASSIVE``, and sklearn with one BLAS thread 
 OpenMP loop, so neither method thrashes on a busy machine.
 Goal: 1M items x 384 dims x 4 levels x 256 codes in under 10 minutes on 2 CPU cores.
 
+    # Office embeddings come from the cache of a real build, else random 2420 x 384:
+    .venv/bin/gream index build --data ../shared/data/Office --out runs/index/Office.index.json
     .venv/bin/python scripts/bench/index_bench.py                    # all rows, up to 1M
     .venv/bin/python scripts/bench/index_bench.py --max-items 10000  # skip the 1M row
 """

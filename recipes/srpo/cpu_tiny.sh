@@ -41,12 +41,17 @@ fi
 export VERL_PLATFORM=cpu
 export VERL_FILE_LOGGER_PATH=${VERL_FILE_LOGGER_PATH:-$WORK/metrics.jsonl}
 export TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-# A private Ray session (short path: Ray's socket names must stay under 107 characters).
-export RAY_TMPDIR=${RAY_TMPDIR:-$(mktemp -d /tmp/gream_ray.XXXXXX)}
+# A private Ray session (short path: Ray's socket names must stay under 107 characters), removed
+# afterwards unless the caller chose RAY_TMPDIR.
+if [ -z "${RAY_TMPDIR:-}" ]; then
+    RAY_TMPDIR=$(mktemp -d /tmp/gream_ray.XXXXXX)
+    trap 'rm -rf "$RAY_TMPDIR"' EXIT
+fi
+export RAY_TMPDIR
 unset RAY_ADDRESS
 
 set -x
-exec "$PYTHON" -m verl.trainer.main_ppo \
+"$PYTHON" -m verl.trainer.main_ppo \
     data.train_files="$RL_DATA/train.parquet" \
     data.val_files="$RL_DATA/val.parquet" \
     data.train_batch_size=2 \

@@ -61,7 +61,7 @@ def warm_up(model, examples: list[tuple[list[int], int]], pad_id: int, steps: in
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     return losses
 

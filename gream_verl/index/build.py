@@ -160,9 +160,12 @@ def item_embeddings(dataset: RecDataset, cfg: DictConfig, out_dir: Path | None =
             item_texts(dataset, fields, bool(emb.get("use_enriched", True))), cache,
             model_path=emb.get("model_path"), fields=fields,
             batch_size=int(emb.batch_size), max_length=int(emb.max_length), device=str(emb.device),
-            pooling=str(emb.pooling), normalize=bool(emb.normalize),
+            pooling=str(emb.pooling),
         )
         info = {"embedding_source": f"model, cache {cache}" if cache else "model", "embedding_cached": reused}
+    if emb.get("normalize"):  # after the cache, so one cached file serves both settings
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.maximum(norms, 1e-12)
     info.update(embed_seconds=round(time.perf_counter() - started, 3), embedding_dim=int(vectors.shape[1]))
     return vectors, info
 

@@ -108,6 +108,9 @@ def test_build_index_from_precomputed_embeddings(tmp_path):
     assert len(index) == 120 and index.num_collisions == 0
     assert report["collisions_after"] == 0 and report["collision_rate_before"] > 0  # 64 codes for 120 items
     assert report["levels"] == 3 and report["collision_level_added"]
+    assert report["input_mse"] == pytest.approx(1.0, abs=1e-5)  # normalize: true by default
+    cfg.embedding.normalize = False
+    assert build_index(ds, cfg)[1]["input_mse"] > 3.0  # 6-d standard normal rows: E||x||^2 = 6
     np.save(tmp_path / "short.npy", rng.normal(size=(5, 6)).astype(np.float32))
     cfg.embedding.path = str(tmp_path / "short.npy")
     with pytest.raises(ValueError, match=r"short.npy: expected shape \[120, dim\]"):

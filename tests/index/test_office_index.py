@@ -20,7 +20,7 @@ def test_office_index_title_vs_title_description(office_dir, tmp_path, capsys):
         results[fields] = report = json.loads(capsys.readouterr().out)
         assert report["items"] == 2420 and report["collisions_after"] == 0
         assert report["reference"]["collisions"] == 5
-        # balanced 4 x 256 RQ-KMeans on MiniLM: about 5% of items collide before the extra level
+        # balanced 4 x 256 RQ-KMeans on normalised MiniLM: about 4% of items collide before the extra level
         assert 0.0 < report["collision_rate_before"] < 0.15
         assert report["max_collision_group"] <= 8
     with capsys.disabled():

@@ -66,11 +66,11 @@ def embed_items(
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     path = Path(model_path) if model_path else default_model_path()
     if not path.exists():
         raise FileNotFoundError(f"embedding model {path}: no such folder (pass a local Hugging Face model path)")
-    from transformers.utils import logging as hf_logging
 
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     if tokenizer.pad_token is None:  # decoder-only tokenizers (Qwen3 base) may lack one
@@ -91,7 +91,7 @@ def embed_items(
             batch = tokenizer(
                 [texts[i] for i in rows], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
             ).to(device)
-            hidden = model(**batch).last_hidden_state
+            hidden = model(**batch).last_hidden_state.float()  # pool in float32 even for bf16 models
             vectors = pool(hidden, batch["attention_mask"], pooling)
             if normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)

@@ -10,11 +10,12 @@ from hypothesis.extra.numpy import arrays
 from gream_verl.cli import main
 from gream_verl.config import load_config
 from gream_verl.data.dataset import RecDataset
-from gream_verl.index import load_index
+from gream_verl.index import ItemIndex, load_index
 from gream_verl.index.build import (
     build_index,
     collision_stats,
     embedding_fields,
+    index_collision_stats,
     item_texts,
     resolve_collisions,
 )
@@ -69,6 +70,8 @@ def test_resolution_unique_and_keeps_prefixes(codes, mode):
 def test_collision_stats():
     s = collision_stats(np.array([[0, 1], [0, 1], [0, 2], [0, 1]]))
     assert s == {"collision_rate": 0.75, "collisions": 2, "max_group": 3}
+    index = ItemIndex({"a": ["<a_0>", "<b_1>"], "b": ["<a_0>", "<b_1>"], "c": ["<a_0>", "<b_2>"], "d": ["<a_1>"]})
+    assert index_collision_stats(index) == {"collision_rate": 0.5, "collisions": 1, "max_group": 2}
 
 
 @pytest.mark.parametrize("value, expected", [("[title]", ["title"]), ("title", ["title"]),

@@ -70,8 +70,8 @@ def plot_report(path: Path, rows: list[dict], curves: Mapping[str, list], title:
     for label, points in curves.items():
         if points:
             xs, ys = zip(*points, strict=True)
-            ax_loss.plot(xs, ys, label=label)
-    ax_loss.set_xlabel("step (SFT) / epoch (SASRec)")
+            ax_loss.plot(np.asarray(xs, dtype=float) / max(xs), ys, label=label)
+    ax_loss.set_xlabel("fraction of training (SFT steps, SASRec epochs)")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_title("training loss")
     if any(curves.values()):
@@ -97,7 +97,7 @@ def _stage_line(result) -> dict:
     summary = {k: v for k, v in result.summary.items() if k not in ("loss_curve", "train_loss")}
     brief = ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, (dict, list)))
     return {"stage": result.name, "status": "skipped (up to date)" if result.skipped else "ran",
-            "wall_s": round(result.wall_s, 1), "artifact": str(result.path), "summary": brief[:120]}
+            "wall_s": f"{result.wall_s:.1f}", "artifact": str(result.path), "summary": brief[:120]}
 
 
 def write_report(root: Path, results: Mapping[str, Any], config: dict, goal: float) -> dict:

@@ -18,6 +18,11 @@ test-fast: setup
 quickstart: setup
 	$(VENV)/bin/gream quickstart --config gream_verl/configs/quickstart.yaml --preset $(PRESET)
 
+bench: setup
+	$(PY) scripts/bench/srpo_bench.py
+	$(PY) scripts/bench/index_bench.py --max-items 10000
+	$(PY) scripts/bench/decode_bench.py
+
 lint: setup
 	$(VENV)/bin/ruff check gream_verl tests scripts
 

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
-
-
-class _OverridesParser(argparse.ArgumentParser):
-    """Also accepts ``key=value`` overrides after options (plain argparse stops filling a
-    ``nargs="*"`` positional once an option has been seen)."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        namespace, extras = super().parse_known_args(args, namespace)
-        late = [a for a in extras if "=" in a and not a.startswith("-")]
-        if late:
-            namespace.overrides = [*(getattr(namespace, "overrides", None) or []), *late]
-        return namespace, [a for a in extras if a not in late]
 
 
 def add_commands(sub) -> None:
     index = sub.add_parser("index", help="semantic item index: embeddings, RQ-KMeans, collision level")
-    cmds = index.add_subparsers(dest="index_command", metavar="SUBCOMMAND", required=True,
-                                parser_class=_OverridesParser)
+    cmds = index.add_subparsers(dest="index_command", metavar="SUBCOMMAND", required=True)
 
     build = cmds.add_parser("build", help="dataset -> unique RQ-KMeans item index (LC-Rec X.index.json)")
     build.add_argument("--data", required=True, help="LC-Rec folder/file (or raw Amazon dump) with item text")

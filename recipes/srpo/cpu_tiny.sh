@@ -54,7 +54,7 @@ set -x
 "$PYTHON" -m verl.trainer.main_ppo \
     data.train_files="$RL_DATA/train.parquet" \
     data.val_files="$RL_DATA/val.parquet" \
-    data.train_batch_size=2 \
+    data.train_batch_size=4 \
     data.max_prompt_length=256 \
     data.max_response_length=8 \
     data.dataloader_num_workers=0 \
@@ -64,7 +64,7 @@ set -x
     +actor_rollout_ref.model.override_config.attn_implementation=sdpa \
     actor_rollout_ref.actor.strategy=fsdp2 \
     actor_rollout_ref.ref.strategy=fsdp2 \
-    actor_rollout_ref.actor.ppo_mini_batch_size=2 \
+    actor_rollout_ref.actor.ppo_mini_batch_size=4 \
     actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8 \
     actor_rollout_ref.actor.optim.lr=1e-3 \
     actor_rollout_ref.actor.use_kl_loss=True \

@@ -111,7 +111,8 @@ def test_dynamic_sampling_trains_only_on_groups_with_reward_variance(run):
         for uid, scores in _groups(_rollouts(run["work"], step)).items():
             assert len(scores) > 1 and float(np.std(scores)) > 0, (step, uid, scores)
     # verl logs training/filter_groups/evicted_samples only in steps where it dropped groups; the
-    # warmed-up tiny model solves most prompts in all samples, so drops are expected.
+    # warmed-up tiny model solves most prompts in all samples, so with 4 prompts x 4 samples per step
+    # drops are expected (2-9 per run were seen with 2 prompts per step; one run in ~10 had none).
     print(f"zero-variance groups dropped by verl's dynamic sampling: {evicted}")
     assert evicted >= 1
 

@@ -50,7 +50,12 @@ def goal_verdict(rows: list[dict], goal: float) -> tuple[str, dict]:
     if gream is None or sas is None or pop is None:
         return "accuracy goal: not measured (GREAM or a baseline did not run)", {}
     g, p, s = gream["recall@10"], pop["recall@10"], sas["recall@10"]
-    ratio = g / s if s > 0 else float("inf")
+    if s <= 0:  # a ratio to 0 says nothing (tiny smoke runs): report that instead of inf%
+        facts = {"gream_recall@10": g, "mostpop_recall@10": p, "sasrec_recall@10": s, "ratio_to_sasrec": None,
+                 "beats_mostpop": g > 2 * p, "reached": False}
+        return (f"accuracy goal: not measurable - SASRec Recall@10 is 0 on these users (GREAM {g:.4f}, "
+                f"MostPop {p:.4f})"), facts
+    ratio = g / s
     facts = {"gream_recall@10": g, "mostpop_recall@10": p, "sasrec_recall@10": s, "ratio_to_sasrec": ratio,
              "beats_mostpop": g > 2 * p, "reached": s > 0 and g > 2 * p and ratio >= goal}
     status = "REACHED" if facts["reached"] else "NOT reached"

@@ -20,6 +20,7 @@ then ``runs/<name>/report.md`` and ``report.png``. Presets (``--preset default|s
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
@@ -282,10 +283,25 @@ def stage_rl(out: Path, final: Path, data_path: Path, index_path: Path, model_pa
     if cpu_ok and (enabled is True or section.get("cpu_fallback")):
         import sys
 
-        env = {**os.environ, "PYTHON": sys.executable, "GREAM_CPU_WORK": str(out / "cpu_tiny"),
-               "GREAM_DATA": str(data_path), "GREAM_INDEX": str(index_path)}
-        subprocess.run(["bash", why], check=True, cwd=REPO, env=env)
-        return {**summary, "status": "trained with the CPU backend (recipes/srpo/cpu_tiny.sh, 2 SRPO steps)"}
+        # The SFT model and this stage's parquet go through verl's real trainer on CPU (2 SRPO steps).
+        env = {**os.environ, "PYTHON": sys.executable, "GREAM_CPU_WORK": str(out / "cpu_srpo"),
+               "GREAM_MODEL_PATH": str(model_path), "GREAM_RL_DATA": str(out / "data")}
+        overrides = [f"{k}={v}" for k, v in (section.get("cpu_overrides") or {}).items()]
+        try:
+            subprocess.run(["bash", why, *overrides], check=True, cwd=REPO, env=env,
+                           timeout=float(section.get("cpu_timeout_minutes", 30)) * 60)
+        except subprocess.TimeoutExpired as e:
+            raise RuntimeError(
+                f"CPU SRPO run exceeded {e.timeout:.0f} s; if every group had zero reward variance, verl's "
+                "dynamic sampling refills forever: add algorithm.filter_groups.enable: false to rl.cpu_overrides"
+            ) from None
+        metrics = out / "cpu_srpo" / "metrics.jsonl"
+        steps = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+        last = steps[-1]["data"] if steps else {}
+        return {**summary, "status": f"trained with the CPU backend (recipes/srpo/cpu_tiny.sh, {len(steps)} SRPO steps)",
+                "score_mean_last_step": last.get("critic/score/mean"),
+                "zero_variance_groups_dropped": sum(s["data"].get("training/filter_groups/evicted_samples", 0)
+                                                    for s in steps)}
     if enabled is True:
         raise RuntimeError(f"rl.enabled=true but there is no GPU and the CPU backend is not usable: {why}")
     print("no GPU rollout engine here; run SRPO on a GPU machine with:\n  " + text)

@@ -50,6 +50,9 @@ def test_goal_verdict():
     text, facts = goal_verdict(rows, 0.8)
     assert not facts["reached"] and "NOT reached" in text
     assert goal_verdict(rows[1:], 0.8)[1] == {}
+    rows[2]["recall@10"] = 0.0  # tiny smoke runs: SASRec can score 0, and no ratio to it means anything
+    text, facts = goal_verdict(rows, 0.8)
+    assert not facts["reached"] and "not measurable" in text and "inf" not in text
 
 
 def test_report_scores_baselines_on_the_evaluated_users(tmp_path):

@@ -151,3 +151,21 @@ class Timer:
 
     def seconds(self) -> float:
         return round(time.perf_counter() - self.start, 3)
+
+
+def run_entry_point(label: str, evaluate: Callable[[], dict], as_json: bool) -> int:
+    """Body of the ``python -m`` / ``torchrun -m`` entry points: clear errors, rank 0 prints."""
+    import logging
+    import sys
+
+    from gream_verl.report import emit
+
+    logging.basicConfig(level=logging.INFO)
+    try:
+        result = evaluate()
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        print(f"{label}: error: {e}", file=sys.stderr)
+        return 1
+    if int(os.environ.get("RANK", 0)) == 0:
+        emit(result, as_json=as_json)
+    return 0

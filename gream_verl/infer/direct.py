@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
@@ -123,20 +122,10 @@ def evaluate_direct(cfg: DictConfig, model=None, tokenizer=None, prompt_fn: comm
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for ``python -m`` / ``torchrun -m gream_verl.infer.direct``."""
-    from gream_verl.report import emit
-
     parser = argparse.ArgumentParser(prog="gream_verl.infer.direct", description=__doc__.split("\n\n")[0])
     add_direct_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    try:
-        result = evaluate_direct(direct_config_from_args(args))
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
-        print(f"eval direct: error: {e}", file=sys.stderr)
-        return 1
-    if int(os.environ.get("RANK", 0)) == 0:
-        emit(result, as_json=args.json)
-    return 0
+    return common.run_entry_point("eval direct", lambda: evaluate_direct(direct_config_from_args(args)), args.json)
 
 
 if __name__ == "__main__":

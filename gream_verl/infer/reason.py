@@ -276,23 +276,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point for ``torchrun -m gream_verl.infer.reason`` (same flags as ``gream eval
     reason``; users are sharded by rank, rank 0 prints and writes). Sampling seeds depend on
     the rank, so samples differ from a single-process run with the same seed."""
-    import logging
-    import os
+    import argparse
     import sys
 
-    from gream_verl.cli import build_parser
-    from gream_verl.report import emit
+    from gream_verl.infer.commands import add_commands
 
-    args = build_parser().parse_args(["eval", "reason", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.INFO)
-    try:
-        result = args.func(args)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
-        print(f"eval reason: error: {e}", file=sys.stderr)
-        return 1
-    if int(os.environ.get("RANK", 0)) == 0:
-        emit(result, as_json=args.json)
-    return 0
+    parser = argparse.ArgumentParser(prog="gream_verl.infer.reason")
+    add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", "reason", *(sys.argv[1:] if argv is None else argv)])
+    return common.run_entry_point("eval reason", lambda: args.func(args), args.json)
 
 
 if __name__ == "__main__":

@@ -110,11 +110,14 @@ def test_dynamic_sampling_trains_only_on_groups_with_reward_variance(run):
     for step in range(1, STEPS + 1):
         for uid, scores in _groups(_rollouts(run["work"], step)).items():
             assert len(scores) > 1 and float(np.std(scores)) > 0, (step, uid, scores)
-    # verl logs training/filter_groups/evicted_samples only in steps where it dropped groups; the
-    # warmed-up tiny model solves most prompts in all samples, so with 4 prompts x 4 samples per step
-    # drops are expected (2-9 per run were seen with 2 prompts per step; one run in ~10 had none).
-    print(f"zero-variance groups dropped by verl's dynamic sampling: {evicted}")
-    assert evicted >= 1
+    # verl logs training/filter_groups/evicted_samples only in steps where it dropped groups, and the
+    # rollout dumps hold the trained groups only. So the check above fails if zero-variance groups
+    # reach the update; either verl dropped some (counted here), or none existed: then every generated
+    # group is in the dumps and has variance.
+    # The warmed-up tiny model solves most prompts in most samples: drops happen in most runs
+    # (10 of 16 groups in one), none in some (all 8 groups mixed hits and misses).
+    print(f"zero-variance groups dropped by verl's dynamic sampling: {evicted}"
+          + ("" if evicted else " (none existed: every generated group had reward variance)"))
 
 
 @pytest.mark.slow

@@ -115,7 +115,7 @@ def test_dynamic_sampling_trains_only_on_groups_with_reward_variance(run):
     # reach the update; either verl dropped some (counted here), or none existed: then every generated
     # group is in the dumps and has variance.
     # The warmed-up tiny model solves most prompts in most samples: drops happen in most runs
-    # (10 of 16 groups in one), none in some (all 8 groups mixed hits and misses).
+    # (10 groups dropped in one), none in some (all 8 groups mixed hits and misses).
     print(f"zero-variance groups dropped by verl's dynamic sampling: {evicted}"
           + ("" if evicted else " (none existed: every generated group had reward variance)"))
 

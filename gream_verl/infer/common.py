@@ -63,6 +63,16 @@ def eval_examples(dataset: RecDataset, index: ItemIndex, split: str, max_history
     return examples
 
 
+def load_eval_inputs(cfg) -> tuple[RecDataset, ItemIndex, list[Example]]:
+    """Dataset, index and the examples of ``cfg.split`` an ``eval`` config names."""
+    from gream_verl.data.dataset import load_dataset
+    from gream_verl.index.tokens import load_index
+
+    dataset = load_dataset(cfg.data)
+    index = load_index(cfg.index)
+    return dataset, index, eval_examples(dataset, index, cfg.split, int(cfg.max_history), cfg.limit)
+
+
 def resolve_device(name: str = "auto"):
     import torch
 

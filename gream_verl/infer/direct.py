@@ -60,8 +60,6 @@ def rank_examples(
 def evaluate_direct(cfg: DictConfig, model=None, tokenizer=None, prompt_fn: common.PromptFn | None = None) -> dict:
     """Run the evaluation described by an ``eval`` config; returns the results dict (on
     every rank; only rank 0 writes files)."""
-    from gream_verl.data.dataset import load_dataset
-    from gream_verl.index.tokens import load_index
     from gream_verl.index.trie import build_trie
 
     for key in ("model", "data", "index"):
@@ -72,9 +70,7 @@ def evaluate_direct(cfg: DictConfig, model=None, tokenizer=None, prompt_fn: comm
     timer = common.Timer()
     shards = common.Shards()
     try:
-        dataset = load_dataset(cfg.data)
-        index = load_index(cfg.index)
-        examples = common.eval_examples(dataset, index, cfg.split, int(cfg.max_history), cfg.limit)
+        dataset, index, examples = common.load_eval_inputs(cfg)
         if model is None:
             model, tokenizer = common.load_model(cfg.model, cfg.device, cfg.dtype)
         trie = build_trie(index, tokenizer, model.config.get_text_config().vocab_size)

@@ -184,8 +184,6 @@ def evaluate_reason(cfg: DictConfig, model=None, tokenizer=None) -> dict:
     """Pass@k of the reasoning mode on one leave-one-out split (rank 0 writes files)."""
     from tqdm import tqdm
 
-    from gream_verl.data.dataset import load_dataset
-    from gream_verl.index.tokens import load_index
     from gream_verl.index.trie import build_trie
 
     for key in ("data", "index"):
@@ -194,9 +192,7 @@ def evaluate_reason(cfg: DictConfig, model=None, tokenizer=None) -> dict:
     timer = common.Timer()
     shards = common.Shards()
     try:
-        dataset = load_dataset(cfg.data)
-        index = load_index(cfg.index)
-        examples = common.eval_examples(dataset, index, cfg.split, int(cfg.max_history), cfg.limit)
+        dataset, index, examples = common.load_eval_inputs(cfg)
         trie = None
         if model is None and cfg.model:
             model, tokenizer = common.load_model(cfg.model, cfg.device, cfg.dtype)

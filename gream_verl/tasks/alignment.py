@@ -6,6 +6,11 @@ Families (templates in :mod:`gream_verl.tasks.prompts`):
   ``item2index``  title and/or description -> index string
   ``index2item``  index string -> title or description
   ``preference``  titles of the history -> a preference summary written by a teacher LLM
+  ``sequence``    -> a user's whole training sequence as index strings (off in the paper recipe).
+                  One row trains every next-item transition of a window at once, where ``seqrec``
+                  needs a row (and a forward pass over the history) per target: the objective
+                  that lets a small model learn the transitions within a CPU budget. Windows hold
+                  at most ``max_history + 1`` items, the longest history evaluation shows.
 
 Only training interactions are used: user tasks come from ``leave_one_out(..., "train")`` (a
 user's valid ``s[-2]`` and test ``s[-1]`` are never a target nor in a history) and item tasks
@@ -31,7 +36,8 @@ from gream_verl.tasks import prompts
 
 log = logging.getLogger(__name__)
 
-ALIGN_FAMILIES = ("seqrec", "fusedrec", "item2index", "index2item", "preference")
+PAPER_FAMILIES = ("seqrec", "fusedrec", "item2index", "index2item", "preference")
+ALIGN_FAMILIES = (*PAPER_FAMILIES, "sequence")
 
 
 @dataclass
@@ -41,7 +47,7 @@ class AlignConfig:
     seed: int = 42
     max_history: int = 20
     max_description_chars: int = 400
-    families: tuple[str, ...] = ALIGN_FAMILIES
+    families: tuple[str, ...] = PAPER_FAMILIES
     seqrec_max_per_user: int | None = None
     seqrec_max_total: int | None = None
     fusedrec_max_per_user: int | None = None
@@ -127,6 +133,28 @@ def _user_rows(family: str, examples: list[Example], dataset: RecDataset, index:
     return rows
 
 
+def sequence_windows(dataset: RecDataset, window: int) -> list[tuple[str, list[str]]]:
+    """(user, items) windows of at most ``window`` items covering each training part ``s[:-2]``
+    from its end; consecutive windows overlap by one item so every transition is in one."""
+    if window < 2:
+        raise ValueError(f"a sequence window needs at least 2 items, got {window}")
+    out = []
+    for user, seq in train_items(dataset.sequences).items():
+        end = len(seq)
+        while end > 1:
+            out.append((user, seq[max(0, end - window):end]))
+            end -= window - 1
+    return out
+
+
+def _sequence_rows(dataset: RecDataset, index: ItemIndex, window: int, seed: int) -> list[dict]:
+    family_templates = prompts.templates("sequence")
+    windows = sequence_windows(dataset, window)
+    choice = prompts.choose_templates("sequence", len(windows), seed)
+    return [_row(family_templates[k], {}, prompts.format_history([index.string(i) for i in items]), user, None)
+            for (user, items), k in zip(windows, choice, strict=True)]
+
+
 def _item_rows(family: str, items: list[str], dataset: RecDataset, index: ItemIndex, seed: int,
                max_description_chars: int) -> list[dict]:
     family_templates = prompts.templates(family)
@@ -207,6 +235,8 @@ def build_alignment(dataset: RecDataset, index: ItemIndex, config: AlignConfig |
             examples = subsample_examples(train, getattr(config, f"{family}_max_per_user"),
                                           getattr(config, f"{family}_max_total"), rng)
             rows = _user_rows(family, examples, dataset, index, config.seed)
+        elif family == "sequence":
+            rows = _sequence_rows(dataset, index, config.max_history + 1, config.seed)
         elif family in ("item2index", "index2item"):
             rows = _item_rows(family, items_in_train, dataset, index, config.seed, config.max_description_chars)
             if not rows:

@@ -19,7 +19,13 @@ from gream_verl.config import load_config, to_dict
 from gream_verl.data.dataset import RecDataset, load_dataset
 from gream_verl.index.tokens import ItemIndex, load_index
 from gream_verl.io import read_json, write_json, write_jsonl
-from gream_verl.tasks.alignment import AlignConfig, build_alignment, preference_histories, preference_request
+from gream_verl.tasks.alignment import (
+    ALIGN_FAMILIES,
+    AlignConfig,
+    build_alignment,
+    preference_histories,
+    preference_request,
+)
 from gream_verl.tasks.curriculum import ALIGN, CurriculumConfig, build_curriculum
 from gream_verl.tasks.export import DATASET_NAMES, write_alpaca, write_dataset_info
 from gream_verl.tasks.reasoning import REJECT_REASONS, TEACHER_MODES, build_reasoning, reasoning_examples
@@ -56,8 +62,7 @@ def align_config(cfg: DictConfig) -> AlignConfig:
         seed=int(cfg.seed),
         max_history=int(cfg.max_history),
         max_description_chars=int(cfg.max_description_chars),
-        families=tuple(name for name in ("seqrec", "fusedrec", "item2index", "index2item", "preference")
-                       if tasks[name].enabled),
+        families=tuple(name for name in ALIGN_FAMILIES if name in tasks and tasks[name].enabled),
         seqrec_max_per_user=tasks.seqrec.max_per_user,
         seqrec_max_total=tasks.seqrec.max_total,
         fusedrec_max_per_user=tasks.fusedrec.max_per_user,

@@ -3,9 +3,9 @@
 A template is an (instruction, input) pair of ``str.format`` patterns plus what it needs and what
 it answers. Placeholders: ``{history}`` (index strings), ``{titles}`` (numbered item titles),
 ``{title}``, ``{description}``, ``{index}`` (one item's index string). ``output`` names what the
-response is: ``index`` (direct mode: the index string only), ``title``, ``description`` or
-``summary``. ``requires`` lists the item fields that must be non-empty for the template to apply
-(a title-only item never gets a description template).
+response is: ``index`` (direct mode: the index string only), ``title``, ``description``,
+``summary`` or ``history`` (a sequence of index strings). ``requires`` lists the item fields that
+must be non-empty for the template to apply (a title-only item never gets a description template).
 """
 
 from __future__ import annotations
@@ -100,6 +100,12 @@ PREFERENCE = _family("preference", [
     ("Write a short profile of this shopper's tastes and needs from their purchases.", "{titles}", "summary"),
 ])
 
+SEQUENCE = _family("sequence", [  # short on purpose: the rows are many and the items are the lesson
+    ("List the items of one user, oldest first.", "", "history"),
+    ("Write a user's purchase history as item indices.", "", "history"),
+    ("Give a user's interaction sequence.", "", "history"),
+])
+
 # Reasoning mode: one template on purpose, so SFT and RL prompts (rl_parquet) can share it.
 REASON = _family("reason", [
     ("Here is a user's purchase history, oldest first, each item as its index and title. Think step by step "
@@ -109,7 +115,7 @@ REASON = _family("reason", [
 ])
 
 TEMPLATES: dict[str, tuple[PromptTemplate, ...]] = {
-    t[0].family: t for t in (SEQREC, FUSEDREC, ITEM2INDEX, INDEX2ITEM, PREFERENCE, REASON)
+    t[0].family: t for t in (SEQREC, FUSEDREC, ITEM2INDEX, INDEX2ITEM, PREFERENCE, SEQUENCE, REASON)
 }
 
 

@@ -1,6 +1,8 @@
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sft_fixtures import held_out_items
 
 from gream_verl.data.split import leave_one_out
@@ -106,3 +108,50 @@ def test_colliding_indices_get_no_index_to_text_sample(synthetic):
     index2item = {r["target_item"] for r in rows if r["task"] == "index2item"}
     item2index = {r["target_item"] for r in rows if r["task"] == "item2index"}
     assert {"0", "1"} <= item2index and not {"0", "1"} & index2item and "2" in index2item
+
+
+def _transitions(rows, index):
+    out = []
+    for row in rows:
+        items = [index.item_of(s) for s in row["output"].split(", ")]
+        assert None not in items, row["output"]
+        out += [(row["user"], a, b) for a, b in zip(items, items[1:])]
+    return out
+
+
+def test_sequence_rows_hold_every_training_transition_once(synthetic):
+    dataset, index = synthetic
+    rows = build_alignment(dataset, index, AlignConfig(families=("sequence",), max_history=3)).rows
+    expected = [(u, a, b) for u, s in dataset.sequences.items() if len(s) >= 3
+                for a, b in zip(s[:-2], s[1:-2])]
+    assert sorted(_transitions(rows, index)) == sorted(expected)
+    assert all(len(r["output"].split(", ")) <= 4 for r in rows)  # windows of max_history + 1 items
+    assert {r["task"] for r in rows} == {"sequence"} and all(r["target_item"] is None for r in rows)
+    assert not (set().union(*(_mentioned_items(r, index) for r in rows)) & held_out_items(dataset))
+
+
+@given(length=st.integers(0, 60), window=st.integers(2, 25))
+def test_sequence_windows_cover_each_transition_once(length, window):
+    from gream_verl.data.dataset import RecDataset
+    from gream_verl.tasks.alignment import sequence_windows
+
+    seq = [str(i) for i in range(length + 2)]  # + valid and test items
+    windows = sequence_windows(RecDataset(name="x", sequences={"u": seq}, items={}), window)
+    pairs = [(a, b) for _, w in windows for a, b in zip(w, w[1:])]
+    assert sorted(pairs) == sorted((str(i), str(i + 1)) for i in range(length - 1))
+    assert all(2 <= len(w) <= window for _, w in windows)
+
+
+def test_sequence_window_must_hold_a_transition(synthetic):
+    from gream_verl.tasks.alignment import sequence_windows
+
+    with pytest.raises(ValueError, match="at least 2 items"):
+        sequence_windows(synthetic[0], 1)
+
+
+def test_sequence_family_is_off_unless_asked(synthetic):
+    from gream_verl.tasks.build import align_config, sft_config
+
+    assert "sequence" not in AlignConfig().families
+    assert "sequence" not in align_config(sft_config()).families
+    assert "sequence" in align_config(sft_config(overrides=["tasks.sequence.enabled=true"])).families

@@ -16,6 +16,9 @@ Checked up front, because each one is a measured pitfall:
 * ``resize_vocab`` must stay off: LLaMA-Factory's in-run resize initialises the wrong rows of
   Qwen3's padded embedding; give it a checkpoint from ``gream vocab extend`` instead.
 
+One key is ours, not LLaMA-Factory's: ``group_by_length: true`` trains on a length-grouped copy
+of the datasets (:mod:`gream_verl.tasks.length_group`; 2x faster on the quickstart's data).
+
 Run as ``python -m gream_verl.tasks.sft_train RESOLVED.yaml [--record-inputs FILE]``; with
 ``--record-inputs`` every training forward's ``input_ids`` (padding removed) is appended to a
 JSON-lines file, which is how the tests check the order in which samples reach the model.
@@ -27,6 +30,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,16 +118,21 @@ def check_config(args: dict) -> None:
             raise ValueError(f"SFT config: {breaking} reorder or shift the curriculum file; remove them")
 
 
-def launcher() -> list[str]:
-    """``torchrun`` over all visible GPUs when there are several (as ``llamafactory-cli`` does),
-    otherwise a plain interpreter."""
+def num_processes() -> int:
+    """Training processes: ``NPROC_PER_NODE``, else every visible GPU, else one CPU process."""
     try:
         import torch
 
         gpus = torch.cuda.device_count()
     except Exception:  # noqa: BLE001 - no usable CUDA means one CPU process
         gpus = 0
-    nproc = int(os.environ.get("NPROC_PER_NODE", gpus))
+    return max(int(os.environ.get("NPROC_PER_NODE", gpus)), 1)
+
+
+def launcher() -> list[str]:
+    """``torchrun`` over all visible GPUs when there are several (as ``llamafactory-cli`` does),
+    otherwise a plain interpreter."""
+    nproc = num_processes()
     if nproc > 1 or os.environ.get("FORCE_TORCHRUN", "0").lower() in ("1", "true"):
         return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={max(nproc, 1)}"]
     return [sys.executable]
@@ -155,6 +164,12 @@ def run_sft(
 
     output_dir = Path(args["output_dir"])
     output_dir.mkdir(parents=True, exist_ok=True)
+    grouped = None
+    if args.pop("group_by_length", False):
+        from gream_verl.tasks.length_group import prepare_grouped_dataset
+
+        grouped = output_dir / "length_grouped_data"
+        args.update(prepare_grouped_dataset(args, grouped, num_processes()))
     from omegaconf import OmegaConf
 
     resolved = write_text(output_dir / RESOLVED_CONFIG, OmegaConf.to_yaml(OmegaConf.create(args)))
@@ -176,6 +191,8 @@ def run_sft(
         raise RuntimeError(
             f"LLaMA-Factory SFT failed (exit {returncode}, config {resolved}); last output:\n" + "".join(tail)
         )
+    if grouped is not None:  # derived from the datasets and the seed: rebuilt by a rerun, not kept
+        shutil.rmtree(grouped, ignore_errors=True)
     history, log_path = read_log_history(output_dir)
     losses = [row["loss"] for row in history if "loss" in row]
     summary = next((row for row in reversed(history) if "train_loss" in row), {})

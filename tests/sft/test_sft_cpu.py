@@ -107,3 +107,32 @@ def test_failed_training_raises_with_the_childs_error(extended_model, dataset_di
 
     with pytest.raises(RuntimeError, match="learning_rat"):
         run_sft(RECIPE, _overrides(extended_model, dataset_dir, tmp_path / "o", "learning_rat=0.1"), echo=False)
+
+
+@pytest.mark.slow
+def test_group_by_length_trains_batches_of_similar_length(extended_model, tmp_path):
+    from transformers import AutoTokenizer
+
+    from gream_verl.tasks.sft_train import run_sft
+
+    items = list(INDEX.tokens)
+    rows = [{"instruction": f"#{k} Next item?", "input": ", ".join(INDEX.string(items[j % 12]) for j in range(k % 7 + 1)),
+             "output": INDEX.string(items[k % 12])} for k in range(NUM_SAMPLES + 2)]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "rows.json").write_text(json.dumps(rows), encoding="utf-8")
+    (data / "dataset_info.json").write_text(json.dumps({"rows": {"file_name": "rows.json"}}), encoding="utf-8")
+    out, record = tmp_path / "sft", tmp_path / "inputs.jsonl"
+    extra = ("dataset=rows", "max_samples=null", "max_steps=-1", "num_train_epochs=2", "group_by_length=true")
+    result = run_sft(RECIPE, _overrides(extended_model, data, out, *extra), record_inputs=record, echo=False)
+
+    assert result["steps"] == 2 * NUM_SAMPLES // 4  # two unrolled epochs, the 2 leftover rows dropped
+    tok = AutoTokenizer.from_pretrained(extended_model)
+    lines = [json.loads(line) for line in record.open()]
+    seen = [int(re.search(r"#(\d+)", tok.decode(ids)).group(1)) for ids in lines]
+    for epoch in (seen[:NUM_SAMPLES], seen[NUM_SAMPLES:]):
+        assert len(set(epoch)) == NUM_SAMPLES
+    lengths = [len(ids) for ids in lines]
+    batches = [lengths[i:i + 4] for i in range(0, len(lengths), 4)]
+    assert all(b == sorted(b, reverse=True) for b in batches), batches
+    assert not (out / "length_grouped_data").exists()  # derived data is not kept with the checkpoint

@@ -123,9 +123,11 @@ def build_tiny_qwen3(
     intermediate: int = 128,
     tie_word_embeddings: bool = True,
     pad_vocab_to_multiple_of: int = 64,
+    attention_dropout: float = 0.0,
     seed: int = 0,
 ):
-    """A randomly initialised ``Qwen3ForCausalLM`` whose embedding has more rows than ``tokenizer``."""
+    """A randomly initialised ``Qwen3ForCausalLM`` whose embedding has more rows than ``tokenizer``.
+    ``attention_dropout`` is Qwen3's only dropout (a regulariser for small data)."""
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
@@ -144,6 +146,7 @@ def build_tiny_qwen3(
         head_dim=hidden_size // heads,
         max_position_embeddings=4096,
         tie_word_embeddings=tie_word_embeddings,
+        attention_dropout=float(attention_dropout),
         bos_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

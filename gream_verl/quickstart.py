@@ -169,10 +169,15 @@ def stage_model(out: Path, data_path: Path, index_path: Path, model: dict, seed:
     from gream_verl.tasks.prompts import TEMPLATES
 
     model = dict(model)
-    texts = texts_from_data(data_path) + [t.instruction + " " + t.input for ts in TEMPLATES.values() for t in ts]
+    item_texts = texts_from_data(data_path)
+    # Every SFT row carries a prompt and the chat roles, so they weigh as much as all item texts
+    # together: otherwise the merges follow product titles and a prompt costs twice the tokens.
+    prompt_texts = [f"user\n{t.instruction} {t.input}" for ts in TEMPLATES.values() for t in ts] + ["assistant\n"]
+    texts = item_texts + prompt_texts * max(1, len(item_texts) // len(prompt_texts))
     tokenizer = train_tokenizer(texts, vocab_size=int(model.pop("vocab_size")))
+    noise = float(model.pop("new_token_noise", 0.1))
     qwen3 = build_tiny_qwen3(tokenizer, seed=seed, **model)
-    extension = extend_vocabulary(qwen3, tokenizer, load_index(index_path).vocabulary(), seed=seed)
+    extension = extend_vocabulary(qwen3, tokenizer, load_index(index_path).vocabulary(), seed=seed, noise_scale=noise)
     save_pretrained_atomic(qwen3, tokenizer, out / "model")
     return {**describe(qwen3, tokenizer), "index_tokens_added": extension["tokens_added"]}
 
@@ -388,7 +393,7 @@ def add_commands(sub) -> None:
         "runs/<name>/report.md and report.png. Settings: gream_verl/configs/quickstart.yaml.",
     )
     p.add_argument("--config", help="YAML merged over the packaged quickstart.yaml")
-    p.add_argument("--preset", default="default", help="default (~15-25 min on 2 cores), long (2 SFT epochs) or smoke (~1 min)")
+    p.add_argument("--preset", default="default", help="default (~17 min on 2 cores), full (default, every test user) or smoke (~1 min)")
     p.add_argument("--data-dir", help=f"folder holding <dataset>/ (else ${DATA_ENV}, else ../shared/data)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. sft.max_steps=50")

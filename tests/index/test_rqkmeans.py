@@ -8,14 +8,7 @@ from hypothesis import strategies as st
 
 from gream_verl.index.rqkmeans import assign, fit_rq_kmeans, kmeans, rq_kmeans
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These problems are tiny; a thread pool only adds overhead on the shared CI cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blobs(n=600, dim=8, centers=12, seed=0) -> np.ndarray:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gream_verl.io import read_json, write_json
-from gream_verl.tasks.export import dataset_info_entry, write_alpaca
+from gream_verl.io import read_json
+from gream_verl.tasks.export import ALPACA_COLUMNS, write_alpaca, write_dataset_info
 
 GROUPED_DATASET = "length_grouped"
 MEGABATCH = 50
@@ -58,10 +58,11 @@ def _alpaca_rows(dataset_dir: Path, names: list[str]) -> list[dict]:
     rows: list[dict] = []
     for name in names:
         entry = info.get(name) if isinstance(info, dict) else None
-        if not isinstance(entry, dict) or entry.get("formatting", "alpaca") != "alpaca" or entry.get("num_samples"):
+        if (not isinstance(entry, dict) or not entry.get("file_name") or entry.get("num_samples")
+                or entry.get("formatting", "alpaca") != "alpaca"):
             raise ValueError(f"group_by_length: dataset {name} in {info_path} must be a plain alpaca file "
-                             "(formatting alpaca, no num_samples)")
-        columns = {"prompt": "instruction", "query": "input", "response": "output", **(entry.get("columns") or {})}
+                             "(file_name, formatting alpaca, no num_samples)")
+        columns = {**ALPACA_COLUMNS, **(entry.get("columns") or {})}
         data = read_json(dataset_dir / entry["file_name"])
         if not isinstance(data, list):
             raise ValueError(f"{dataset_dir / entry['file_name']}: expected a JSON array of rows")
@@ -100,6 +101,6 @@ def prepare_grouped_dataset(args: dict, out_dir: str | Path, world_size: int = 1
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_alpaca(out_dir / f"{GROUPED_DATASET}.json", [rows[k] for k in order.tolist()])
-    write_json(out_dir / "dataset_info.json", {GROUPED_DATASET: dataset_info_entry(f"{GROUPED_DATASET}.json")})
+    write_dataset_info(out_dir, {GROUPED_DATASET: f"{GROUPED_DATASET}.json"})
     return {"dataset": GROUPED_DATASET, "dataset_dir": str(out_dir), "num_train_epochs": epochs / unrolled,
             "disable_shuffling": True}

@@ -115,7 +115,7 @@ def _transitions(rows, index):
     for row in rows:
         items = [index.item_of(s) for s in row["output"].split(", ")]
         assert None not in items, row["output"]
-        out += [(row["user"], a, b) for a, b in zip(items, items[1:])]
+        out += [(row["user"], a, b) for a, b in zip(items, items[1:], strict=False)]
     return out
 
 
@@ -123,7 +123,7 @@ def test_sequence_rows_hold_every_training_transition_once(synthetic):
     dataset, index = synthetic
     rows = build_alignment(dataset, index, AlignConfig(families=("sequence",), max_history=3)).rows
     expected = [(u, a, b) for u, s in dataset.sequences.items() if len(s) >= 3
-                for a, b in zip(s[:-2], s[1:-2])]
+                for a, b in zip(s[:-2], s[1:-2], strict=False)]
     assert sorted(_transitions(rows, index)) == sorted(expected)
     assert all(len(r["output"].split(", ")) <= 4 for r in rows)  # windows of max_history + 1 items
     assert {r["task"] for r in rows} == {"sequence"} and all(r["target_item"] is None for r in rows)
@@ -137,7 +137,7 @@ def test_sequence_windows_cover_each_transition_once(length, window):
 
     seq = [str(i) for i in range(length + 2)]  # + valid and test items
     windows = sequence_windows(RecDataset(name="x", sequences={"u": seq}, items={}), window)
-    pairs = [(a, b) for _, w in windows for a, b in zip(w, w[1:])]
+    pairs = [(a, b) for _, w in windows for a, b in zip(w, w[1:], strict=False)]
     assert sorted(pairs) == sorted((str(i), str(i + 1)) for i in range(length - 1))
     assert all(2 <= len(w) <= window for _, w in windows)
 

@@ -175,9 +175,9 @@ def stage_model(out: Path, data_path: Path, index_path: Path, model: dict, seed:
     prompt_texts = [f"user\n{t.instruction} {t.input}" for ts in TEMPLATES.values() for t in ts] + ["assistant\n"]
     texts = item_texts + prompt_texts * max(1, len(item_texts) // len(prompt_texts))
     tokenizer = train_tokenizer(texts, vocab_size=int(model.pop("vocab_size")))
-    noise = float(model.pop("new_token_noise", 0.1))
+    noise = {"noise_scale": float(model.pop("new_token_noise"))} if "new_token_noise" in model else {}
     qwen3 = build_tiny_qwen3(tokenizer, seed=seed, **model)
-    extension = extend_vocabulary(qwen3, tokenizer, load_index(index_path).vocabulary(), seed=seed, noise_scale=noise)
+    extension = extend_vocabulary(qwen3, tokenizer, load_index(index_path).vocabulary(), seed=seed, **noise)
     save_pretrained_atomic(qwen3, tokenizer, out / "model")
     return {**describe(qwen3, tokenizer), "index_tokens_added": extension["tokens_added"]}
 
@@ -393,7 +393,7 @@ def add_commands(sub) -> None:
         "runs/<name>/report.md and report.png. Settings: gream_verl/configs/quickstart.yaml.",
     )
     p.add_argument("--config", help="YAML merged over the packaged quickstart.yaml")
-    p.add_argument("--preset", default="default", help="default (~17 min on 2 cores), full (default, every test user) or smoke (~1 min)")
+    p.add_argument("--preset", default="default", help="default (~15 min on 2 cores), full (default, every test user) or smoke (~1 min)")
     p.add_argument("--data-dir", help=f"folder holding <dataset>/ (else ${DATA_ENV}, else ../shared/data)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. sft.max_steps=50")

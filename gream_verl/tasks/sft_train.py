@@ -134,7 +134,7 @@ def launcher() -> list[str]:
     otherwise a plain interpreter."""
     nproc = num_processes()
     if nproc > 1 or os.environ.get("FORCE_TORCHRUN", "0").lower() in ("1", "true"):
-        return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={max(nproc, 1)}"]
+        return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
     return [sys.executable]
 
 

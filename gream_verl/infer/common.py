@@ -99,7 +99,8 @@ def load_model(path: str | Path, device="auto", dtype: str = "auto"):
 
 class Shards:
     """Data parallelism under ``torchrun``: each rank takes every ``world``-th example; results
-    are gathered (``all_gather_object``) back into the original order on every rank."""
+    are gathered (``all_gather_object``) back into the original order on every rank. Use it as a
+    context manager, so that the process group is torn down on every rank together."""
 
     def __init__(self):
         import torch.distributed as dist
@@ -134,11 +135,21 @@ class Shards:
             out.extend(p[k] for p in parts if k < len(p))
         return out
 
-    def close(self) -> None:
-        if self._owns_group:
-            import torch.distributed as dist
+    def __enter__(self) -> Shards:
+        return self
 
-            dist.destroy_process_group()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Tear the group down on all ranks together: a gloo rank that destroys its group while
+        a peer is still working (rank 0 writes the results) can abort with SIGABRT. After an
+        error there is no barrier, since the peers may be waiting in another collective."""
+        if not self._owns_group:
+            return
+        import torch.distributed as dist
+
+        if exc_type is None:
+            dist.barrier()
+        dist.destroy_process_group()
+        self._owns_group = False
 
 
 def default_out(dataset: RecDataset, mode: str, split: str) -> Path:

@@ -68,8 +68,7 @@ def evaluate_direct(cfg: DictConfig, model=None, tokenizer=None, prompt_fn: comm
     if int(cfg.beams) < 1:
         raise ValueError(f"beams must be >= 1, got {cfg.beams}")
     timer = common.Timer()
-    shards = common.Shards()
-    try:
+    with common.Shards() as shards:
         dataset, index, examples = common.load_eval_inputs(cfg)
         if model is None:
             model, tokenizer = common.load_model(cfg.model, cfg.device, cfg.dtype)
@@ -112,8 +111,6 @@ def evaluate_direct(cfg: DictConfig, model=None, tokenizer=None, prompt_fn: comm
             out = cfg.out or common.default_out(dataset, "direct", cfg.split)
             common.write_results(result, out, predictions, cfg.save_predictions)
         return result
-    finally:
-        shards.close()
 
 
 def main(argv: list[str] | None = None) -> int:

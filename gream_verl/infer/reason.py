@@ -190,8 +190,7 @@ def evaluate_reason(cfg: DictConfig, model=None, tokenizer=None) -> dict:
         if cfg.get(key) is None:
             raise ValueError(f"eval reason needs --{key}")
     timer = common.Timer()
-    shards = common.Shards()
-    try:
+    with common.Shards() as shards:
         dataset, index, examples = common.load_eval_inputs(cfg)
         trie = None
         if model is None and cfg.model:
@@ -242,8 +241,6 @@ def evaluate_reason(cfg: DictConfig, model=None, tokenizer=None) -> dict:
             out = cfg.out or common.default_out(dataset, "reason", cfg.split)
             common.write_results(result, out, predictions, cfg.save_predictions)
         return result
-    finally:
-        shards.close()
 
 
 def unbiased_pass_at_k(answers: list[list[str | None]], targets: list[str], ks: list[int]) -> dict[str, float]:

@@ -156,8 +156,11 @@ def stage_index(out: Path, data_path: Path, index_section: dict, embeddings: Pat
     save_index(index, out / f"{name}.index.json")
     write_json(out / f"{name}.index.report.json", report)
     keep = ("items", "levels", "codebook_size", "collision_rate_before", "collisions_before",
-            "max_collision_group", "collisions_after", "codes_used_per_level")
-    return {k: report[k] for k in keep if k in report}
+            "max_collision_group", "collisions_after", "codes_used_per_level", "embedding_dim")
+    summary = {k: report[k] for k in keep if k in report}
+    collab = report.get("collaborative")
+    summary["collaborative"] = f"{collab['dim']}-dim, window {collab['window']}" if collab else "off"
+    return summary
 
 
 def stage_model(out: Path, data_path: Path, index_path: Path, model: dict, seed: int) -> dict:

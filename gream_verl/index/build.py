@@ -1,5 +1,8 @@
 """Dataset -> item index: embed item text, RQ-KMeans codes, then make every index unique.
 
+With ``collaborative.enabled`` the text embeddings get co-purchase vectors from the training
+interactions appended before RQ-KMeans (``gream_verl.index.collab``; not in the paper).
+
 Collision level (one extra level, letter after the last RQ level):
 
 * ``collision.mode: all`` (default, LC-Rec style): when any two items share their RQ codes,
@@ -170,6 +173,19 @@ def item_embeddings(dataset: RecDataset, cfg: DictConfig, out_dir: Path | None =
     return vectors, info
 
 
+def add_collaborative(text_vectors: np.ndarray, dataset: RecDataset, cfg: DictConfig) -> tuple[np.ndarray, dict]:
+    """Text embeddings with collaborative vectors from the training interactions appended."""
+    from gream_verl.data.split import train_items
+    from gream_verl.index.collab import collaborative_embeddings, fuse
+
+    vectors, report = collaborative_embeddings(
+        train_items(dataset.sequences), dataset.item_ids,
+        dim=int(cfg.dim), window=int(cfg.window), seed=int(cfg.get("seed", 0)),
+    )  # fmt: skip
+    report["weight"] = float(cfg.weight)
+    return fuse(text_vectors, vectors, float(cfg.weight)), report
+
+
 def build_index(dataset: RecDataset, cfg: DictConfig, out_dir: Path | None = None) -> tuple[ItemIndex, dict]:
     """The unique item index of ``dataset`` and a report (sizes, collision rates, timings).
 
@@ -183,6 +199,10 @@ def build_index(dataset: RecDataset, cfg: DictConfig, out_dir: Path | None = Non
     if not items:
         raise ValueError(f"dataset {dataset.name!r} ({dataset.source}) has no items")
     vectors, emb_info = item_embeddings(dataset, cfg, out_dir)
+    collab = cfg.get("collaborative")
+    if collab is not None and collab.get("enabled"):
+        vectors, emb_info["collaborative"] = add_collaborative(vectors, dataset, collab)
+        emb_info["embedding_dim"] = int(vectors.shape[1])  # what RQ-KMeans clusters: text + collaborative
     rq = cfg.rqkmeans
     rq_started = time.perf_counter()
     result = fit_rq_kmeans(

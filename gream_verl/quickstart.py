@@ -396,7 +396,7 @@ def add_commands(sub) -> None:
         "runs/<name>/report.md and report.png. Settings: gream_verl/configs/quickstart.yaml.",
     )
     p.add_argument("--config", help="YAML merged over the packaged quickstart.yaml")
-    p.add_argument("--preset", default="default", help="default (~15 min on 2 cores), full (default, every test user) or smoke (~1 min)")
+    p.add_argument("--preset", default="default", help="default (~14 min on 2 cores), full (default, every test user) or smoke (~1 min)")
     p.add_argument("--data-dir", help=f"folder holding <dataset>/ (else ${DATA_ENV}, else ../shared/data)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. sft.max_steps=50")

@@ -180,7 +180,7 @@ def add_collaborative(text_vectors: np.ndarray, dataset: RecDataset, cfg: DictCo
 
     vectors, report = collaborative_embeddings(
         train_items(dataset.sequences), dataset.item_ids,
-        dim=int(cfg.dim), window=int(cfg.window), seed=int(cfg.get("seed", 0)),
+        dim=int(cfg.dim), window=int(cfg.window), seed=int(cfg.seed),
     )  # fmt: skip
     report["weight"] = float(cfg.weight)
     return fuse(text_vectors, vectors, float(cfg.weight)), report

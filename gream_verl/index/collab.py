@@ -43,8 +43,8 @@ def cooccurrence_counts(sequences: Sequence[Sequence[str]], item_ids: Sequence[s
         rows.append(items[d:][same])
         cols.append(items[:-d][same])
         weights.append(np.full(int(same.sum()), 1.0 / d))
-    r, c, w = (np.concatenate(x) if x else np.zeros(0) for x in (rows, cols, weights))
-    counts = sp.coo_matrix((w, (r, c)), shape=(n, n)).tocsr()
+    data = (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols)))
+    counts = sp.coo_matrix(data, shape=(n, n)).tocsr()
     return (counts + counts.T).tocsr()
 
 

@@ -1,18 +1,79 @@
 """OmegaConf configs the way verl uses them: a packaged default YAML, an optional user file,
-then ``key=value`` dot-list overrides on the command line."""
+then ``key=value`` dot-list overrides on the command line; every key checked before any work.
+
+Where each fact lives (one place each):
+
+* keys and types: one dataclass per stage in :mod:`gream_verl.configs.schema` (OmegaConf structured
+  configs). Its fields have no defaults.
+* default values and the comments that explain them: ``gream_verl/configs/<stage>.yaml``, the file
+  users copy and edit. Loading it fills the schema; a key it sets that the schema lacks, a value of
+  the wrong type, or a schema key it leaves unset is an error (tests/test_config.py loads every one).
+
+``load_config`` checks each layer (packaged file, user file, keyword values, each override) against
+the schema before merging anything: an unknown key is a :class:`ConfigError` naming the key, where
+it came from (file path or override) and the closest valid key; a value of the wrong type (``abc``
+or ``3.7`` for an int) is one naming the key and the value. Quickstart stage sections (``index``,
+``eval``, ``sft_data``) are the stages' own schemas, so they are checked the same way, and so is
+every preset. Open mappings (``dict[str, Any]`` in the schema) pass through to the program that
+reads them.
+
+To add a key: add ``name: type`` to the stage's dataclass in ``configs/schema.py`` and
+``name: default  # what it does`` to ``configs/<stage>.yaml``.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import difflib
+import functools
+import typing
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A config key that does not exist, or a value of the wrong type (the CLI prints it, exit 1)."""
 
 
 def default_config_path(name: str) -> Path:
     """Path of a packaged default config, e.g. ``default_config_path("index")``."""
     return Path(str(resources.files("gream_verl.configs").joinpath(f"{name}.yaml")))
+
+
+def schema(name: str) -> type:
+    """The dataclass holding the keys and types of stage ``name`` (e.g. ``"index"``)."""
+    from gream_verl.configs.schema import SCHEMAS
+
+    if name not in SCHEMAS:
+        raise ConfigError(f"unknown config {name!r}; choose one of {sorted(SCHEMAS)}")
+    return SCHEMAS[name]
+
+
+def packaged_defaults(name: str) -> DictConfig:
+    """The schema of ``name`` filled with the packaged ``<name>.yaml`` (stage sections of the
+    quickstart first filled with their own stage's YAML), every value present and type-checked."""
+    return copy.deepcopy(_packaged_defaults(name))
+
+
+@functools.cache
+def _packaged_defaults(name: str) -> DictConfig:
+    cls = schema(name)
+    cfg = OmegaConf.structured(cls)
+    for f in dataclasses.fields(cls):
+        if "defaults" in f.metadata:
+            cfg = OmegaConf.merge(cfg, {f.name: _packaged_defaults(f.metadata["defaults"])})
+    path = default_config_path(name)
+    cfg = _merge_layers(cfg, cls, [(f"packaged {path}", _read_yaml(path))])
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"packaged {path} gives no default for {missing} (declared in configs/schema.py)")
+    return cfg
 
 
 def load_config(
@@ -22,30 +83,159 @@ def load_config(
     **values: Any,
 ) -> DictConfig:
     """Merge, in order: packaged ``<name>.yaml``, the user's ``config_file``, keyword ``values``
-    (typically parsed CLI flags that are not None), then dot-list ``overrides``.
+    (typically parsed CLI flags; None means "not given"), then dot-list ``overrides``.
 
-    Unknown keys in overrides are an error, so a typo never passes silently.
+    Every key of every layer is checked against the schema of ``name`` first, so a typo fails
+    before any work. The result is the structured config with new keys allowed (callers may add
+    run-time values). Without ``name`` the layers are merged unchecked.
     """
-    cfg = OmegaConf.load(default_config_path(name)) if name else OmegaConf.create({})
-    OmegaConf.set_struct(cfg, False)
+    layers: list[tuple[str, dict]] = []
     if config_file is not None:
         path = Path(config_file)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
-        cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        layers.append((f"config file {path}", _read_yaml(path)))
     flat = {k: v for k, v in values.items() if v is not None}
     if flat:
-        cfg = OmegaConf.merge(cfg, OmegaConf.create(flat))
-    if overrides:
-        if name:
-            OmegaConf.set_struct(cfg, True)
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-        except Exception as e:  # omegaconf raises several types; all mean "bad override"
-            raise ValueError(f"bad config override {overrides}: {e}") from e
-        OmegaConf.set_struct(cfg, False)
+        layers.append(("command-line options", flat))
+    layers += _parse_overrides(overrides or [])
+    if name is None:
+        cfg = OmegaConf.merge(OmegaConf.create({}), *(data for _, data in layers))
+        return cfg  # type: ignore[return-value]
+    cfg = _merge_layers(packaged_defaults(name), schema(name), layers)
+    OmegaConf.set_struct(cfg, False)
+    return cfg
+
+
+def apply_overrides(name: str, cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
+    """``cfg`` (a loaded ``name`` config) with dot-list ``overrides`` checked and merged."""
+    cfg = _merge_layers(cfg, schema(name), _parse_overrides(overrides or []))
+    OmegaConf.set_struct(cfg, False)
     return cfg
 
 
 def to_dict(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+# --- checking ------------------------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict:
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def _parse_overrides(overrides: list[str]) -> list[tuple[str, dict]]:
+    """Each ``key=value`` as its own layer, so an error names the override it came from."""
+    layers = []
+    for text in overrides:
+        key, eq, _ = str(text).partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"bad config override {text!r}: expected key=value, e.g. rqkmeans.levels=3")
+        try:
+            data = OmegaConf.to_container(OmegaConf.from_dotlist([str(text)]), resolve=False)
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"bad config override {text!r}: {_first_line(e)}") from None
+        layers.append((f"bad config override {text!r}", data))
+    return layers
+
+
+def _merge_layers(cfg: DictConfig, cls: type, layers: list[tuple[str, dict]]) -> DictConfig:
+    """Check every layer's keys (all unknown keys reported together), then merge each layer,
+    type-checking its values; presets found in a layer are checked like the layer itself."""
+    problems = [f"{source}: unknown key {path!r}{hint}"
+                for source, data in layers for path, hint in _unknown_keys(cls, data, cls)]
+    if problems:
+        raise ConfigError("\n".join(problems))
+    for source, data in layers:
+        cfg = _merge_checked(cfg, data, source)
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("overlays") and isinstance(data.get(f.name), Mapping):
+                base = OmegaConf.masked_copy(cfg, [g.name for g in dataclasses.fields(cls) if g.name != f.name])
+                for overlay, partial in data[f.name].items():
+                    _merge_checked(base, partial or {}, f"{source} ({f.name}.{overlay})")
+    return cfg
+
+
+def _merge_checked(cfg: DictConfig, data: Mapping, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, data)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or ".".join(_only_path(data)) or "?"
+        why = _first_line(e)
+        if why.startswith("Merge error"):  # a value given where the schema has a section of keys
+            why = "this is a section of keys, not a single value"
+        raise ConfigError(f"{source}: bad value for {key!r}: {why}") from None
+
+
+def _only_path(data: Any) -> list[str]:
+    """The dotted path of a one-key-per-level mapping such as one override's ``{"a": {"b": 3}}``."""
+    path = []
+    while isinstance(data, Mapping) and len(data) == 1:
+        key, data = next(iter(data.items()))
+        path.append(str(key))
+    return path
+
+
+def _first_line(e: Exception) -> str:
+    return str(getattr(e, "msg", None) or e).strip().splitlines()[0]
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unknown_keys(cls: type, data: Mapping, root: type, prefix: str = "", schema_prefix: str = ""
+                  ) -> list[tuple[str, str]]:
+    """``(dotted key, "; did you mean ...?")`` for each key of ``data`` that ``cls`` does not declare."""
+    hints = _hints(cls)
+    found = []
+    for key, value in data.items():
+        path, schema_path = f"{prefix}{key}", f"{schema_prefix}{key}"
+        sub = hints.get(key) if isinstance(key, str) else None
+        if sub is None:  # name the whole key as typed when it is one path, e.g. rqkmeans.levelz=3
+            given = ".".join([str(key), *_only_path(value)])
+            found.append((prefix + given, _suggestion(given, list(hints), schema_prefix, root)))
+        elif dataclasses.is_dataclass(sub) and isinstance(value, Mapping):
+            found += _unknown_keys(sub, value, root, f"{path}.", f"{schema_path}.")
+        elif _field(cls, key).metadata.get("overlays") and isinstance(value, Mapping):
+            for overlay, partial in value.items():
+                if isinstance(partial, Mapping):
+                    found += _unknown_keys(cls, partial, root, f"{path}.{overlay}.", schema_prefix)
+    return found
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _suggestion(given: str, siblings: list[str], schema_prefix: str, root: type) -> str:
+    """The closest key beside it, else the schema keys whose last parts are closest (difflib)."""
+    close = difflib.get_close_matches(given, siblings, n=1, cutoff=0.6) if "." not in given else []
+    if close:
+        return f"; did you mean {schema_prefix + close[0]!r}?"
+    depth = given.count(".") + 1
+    by_tail: dict[str, list[str]] = {}
+    for path in _all_paths(root):
+        if path.count(".") + 1 >= depth:
+            by_tail.setdefault(".".join(path.split(".")[-depth:]), []).append(path)
+    tails = difflib.get_close_matches(given, list(by_tail), n=1, cutoff=0.75)
+    if tails:
+        return f"; did you mean {' or '.join(repr(p) for t in tails for p in by_tail[t][:3])}?"
+    return f"; valid keys here: {', '.join(siblings)}"
+
+
+@functools.cache
+def _all_paths(cls: type, prefix: str = "") -> tuple[str, ...]:
+    paths: list[str] = []
+    for name, sub in _hints(cls).items():
+        paths.append(prefix + name)
+        if dataclasses.is_dataclass(sub):
+            paths += _all_paths(sub, f"{prefix}{name}.")
+    return tuple(paths)

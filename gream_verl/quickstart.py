@@ -42,19 +42,15 @@ def quickstart_config(config_file: str | None = None, preset: str = "default", o
     """Packaged quickstart.yaml, the user's file, the preset's values, then ``key=value`` overrides."""
     from omegaconf import OmegaConf
 
-    from gream_verl.config import load_config
+    from gream_verl.config import apply_overrides, load_config
 
     cfg = load_config("quickstart", config_file)
     presets = cfg.get("presets") or {}
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(presets)}")
-    cfg = OmegaConf.merge(cfg, presets[preset])
+    cfg = OmegaConf.merge(cfg, presets[preset])  # presets are checked by load_config
+    cfg = apply_overrides("quickstart", cfg, overrides)
     cfg.preset = preset
-    if overrides:
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-        except Exception as e:  # omegaconf raises several types; all mean "bad override"
-            raise ValueError(f"bad config override {overrides}: {e}") from e
     if cfg.rl.enabled not in ("auto", True, False):
         raise ValueError(f"rl.enabled must be auto, true or false, got {cfg.rl.enabled!r}")
     return cfg

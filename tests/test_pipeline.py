@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from gream_verl.pipeline import CONFIG_FILE, DONE_MARKER, Pipeline, config_hash
+from gream_verl.pipeline import (
+    CONFIG_FILE,
+    DONE_MARKER,
+    Pipeline,
+    code_fingerprint,
+    config_hash,
+    package_digest,
+)
 
 
 def _writer(calls: list, text: str = "x"):
@@ -22,6 +30,7 @@ def test_config_hash_ignores_key_order_and_sees_values():
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
     assert config_hash({"a": 1}, ["u1"]) != config_hash({"a": 1}, ["u2"])
+    assert config_hash({"a": 1}, code="0.1.0+aa") != config_hash({"a": 1}, code="0.1.0+bb")
 
 
 def test_stage_is_skipped_when_current(tmp_path):
@@ -79,3 +88,44 @@ def test_stage_without_marker_reruns(tmp_path):
 def test_after_unknown_stage_is_an_error(tmp_path):
     with pytest.raises(KeyError, match="missing"):
         Pipeline(tmp_path, echo=lambda s: None).stage("b", {}, _writer([]), after=["missing"])
+
+
+def test_stage_reruns_when_the_code_changes(tmp_path):
+    """An upgraded checkout (other code fingerprint) recomputes the stage and everything after it."""
+    calls: list = []
+    lines: list = []
+    old = Pipeline(tmp_path, echo=lines.append, code="0.1.0+aaaa")
+    old.stage("a", {"k": 1}, _writer(calls, "old"))
+    old.stage("b", {"k": 1}, _writer(calls, "old"), after=["a"])
+    assert json.loads((tmp_path / "a" / DONE_MARKER).read_text())["code"] == "0.1.0+aaaa"
+    new = Pipeline(tmp_path, echo=lines.append, code="0.1.0+bbbb")
+    new.stage("a", {"k": 1}, _writer(calls, "new"))
+    new.stage("b", {"k": 1}, _writer(calls, "new"), after=["a"])
+    assert len(calls) == 4 and (tmp_path / "b" / "artifact.txt").read_text() == "new"
+    assert "[1] a: running (code changed)" in lines
+    same = Pipeline(tmp_path, echo=lines.append, code="0.1.0+bbbb")
+    assert same.stage("a", {"k": 1}, _writer(calls)).skipped and len(calls) == 4
+
+
+def test_package_digest_sees_every_source_file_but_not_bytecode(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub" / "__pycache__").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.yaml").write_text("k: 1\n")
+    first = package_digest(pkg)
+    (pkg / "sub" / "__pycache__" / "b.cpython-311.pyc").write_bytes(b"\0")
+    assert package_digest(pkg) == first
+    (pkg / "sub" / "b.yaml").write_text("k: 2\n")
+    assert package_digest(pkg) != first
+    (pkg / "sub" / "b.yaml").write_text("k: 1\n")
+    (pkg / "sub" / "b.yaml").rename(pkg / "b.yaml")  # same bytes, other place
+    assert package_digest(pkg) != first
+
+
+def test_default_fingerprint_is_the_version_and_the_package_digest():
+    import gream_verl
+
+    version, digest = code_fingerprint().split("+")
+    assert version == gream_verl.__version__
+    assert digest == package_digest(Path(gream_verl.__file__).parent) and len(digest) == 16
+    assert Pipeline(".", echo=lambda s: None).code == code_fingerprint()

@@ -210,6 +210,7 @@ def test_sections_feeding_runtime_dataclasses_name_only_their_fields():
     assert names(schema.SASRecSection) <= names(SASRecConfig)
     assert names(schema.CurriculumSection) - {"enabled"} <= names(CurriculumConfig)
     assert names(schema.TeacherSection) - {"mode"} <= names(TeacherConfig)
+    assert names(schema.EnrichConfig) - {"fields", "max_field_chars", "max_words"} <= names(TeacherConfig)
 
 
 # --- every command rejects a typo before doing work --------------------------------------------------

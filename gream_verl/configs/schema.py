@@ -29,10 +29,9 @@ class RawDumpConfig:
 
 
 @dataclass
-class EnrichConfig:
-    fields: list[str]
-    max_field_chars: int
-    max_words: int
+class TeacherClientConfig:
+    """An OpenAI-compatible teacher endpoint (arguments of ``gream_verl.teacher.TeacherConfig``)."""
+
     base_url: str | None
     model: str | None
     api_key: str | None
@@ -42,6 +41,13 @@ class EnrichConfig:
     timeout: float
     temperature: float
     max_tokens: int
+
+
+@dataclass
+class EnrichConfig(TeacherClientConfig):
+    fields: list[str]
+    max_field_chars: int
+    max_words: int
     backoff: float
 
 
@@ -201,17 +207,8 @@ class ReasoningDataConfig:
 
 
 @dataclass
-class TeacherSection:
+class TeacherSection(TeacherClientConfig):
     mode: str
-    base_url: str | None
-    model: str | None
-    api_key: str | None
-    cache_dir: str | None
-    max_concurrency: int
-    max_retries: int
-    timeout: float
-    temperature: float
-    max_tokens: int
 
 
 @dataclass

@@ -17,8 +17,12 @@ or ``3.7`` for an int) is one naming the key and the value. Quickstart stage sec
 every preset. Open mappings (``dict[str, Any]`` in the schema) pass through to the program that
 reads them.
 
+Why the defaults are not in the dataclasses: a default then lives once, beside the comment that
+explains it, in the file users copy; the dataclass only has to say what type it is.
+
 To add a key: add ``name: type`` to the stage's dataclass in ``configs/schema.py`` and
-``name: default  # what it does`` to ``configs/<stage>.yaml``.
+``name: default  # what it does`` to ``configs/<stage>.yaml`` (a new section: a new dataclass,
+used as the type of a field). Forgetting either side fails every load of that stage.
 """
 
 from __future__ import annotations
@@ -122,7 +126,10 @@ def to_dict(cfg: DictConfig) -> dict:
 
 
 def _read_yaml(path: Path) -> dict:
-    data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as e:  # noqa: BLE001 - yaml and omegaconf raise several types; all mean "not a config"
+        raise ConfigError(f"config file {path} is not valid YAML: {_first_line(e)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -79,6 +79,16 @@ def test_wrong_type_in_a_file_names_the_file_and_the_key(tmp_path):
         load_config("index", path)
 
 
+def test_a_file_that_is_not_a_mapping_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("rqkmeans: [levels: 3\n")
+    with pytest.raises(ConfigError, match=rf"config file {path} is not valid YAML"):
+        load_config("index", path)
+    path.write_text("- levels\n")
+    with pytest.raises(ConfigError, match=rf"config file {path}: expected a mapping of keys to values, got list"):
+        load_config("index", path)
+
+
 def test_every_unknown_key_is_reported_at_once():
     with pytest.raises(ConfigError, match=r"(?s)'embedding.feilds'.*'embedding.fields'.*'levels'.*'rqkmeans.levels'"):
         load_config("index", overrides=["embedding.feilds=[title]", "rqkmeans.levels=2", "levels=3"])

@@ -16,6 +16,9 @@ Collision level (one extra level, letter after the last RQ level):
 
 A group larger than ``codebook_size`` is an error (it would need more collision codes than a
 level has): add a level or enlarge the codebook.
+
+Settings that can be checked from the config and the item count alone (a codebook larger than the
+item count, no levels, an unknown collision mode) are checked before any embedding work starts.
 """
 
 from __future__ import annotations
@@ -95,6 +98,24 @@ def resolve_collisions(codes: np.ndarray, codebook_size: int, mode: str = "all")
         if mode == "all" or colliding[i]:
             rows[i].append(int(rank[i]))
     return rows
+
+
+def check_sizes(cfg: DictConfig, num_items: int, source: str = "dataset") -> None:
+    """Fail fast: the ``index`` config's RQ-KMeans sizes and collision mode against ``num_items``,
+    before anything is embedded (``fit_rq_kmeans`` would raise the same, minutes later)."""
+    levels, codebook_size = int(cfg.rqkmeans.levels), int(cfg.rqkmeans.codebook_size)
+    if levels < 1:
+        raise ValueError(f"rqkmeans.levels must be >= 1, got {levels}")
+    if codebook_size < 1:
+        raise ValueError(f"rqkmeans.codebook_size must be >= 1, got {codebook_size}")
+    if codebook_size > num_items:
+        raise ValueError(
+            f"rqkmeans.codebook_size {codebook_size} is larger than the number of items {num_items} of {source}; "
+            f"use rqkmeans.codebook_size <= {num_items}"
+        )
+    mode = str(cfg.collision.mode)
+    if mode not in COLLISION_MODES:
+        raise ValueError(f"unknown collision.mode {mode!r}; choose one of {COLLISION_MODES}")
 
 
 def _fields_for(dataset: RecDataset, item: str, fields: tuple[str, ...], use_enriched: bool) -> tuple[str, ...]:
@@ -198,6 +219,7 @@ def build_index(dataset: RecDataset, cfg: DictConfig, out_dir: Path | None = Non
     items = dataset.item_ids
     if not items:
         raise ValueError(f"dataset {dataset.name!r} ({dataset.source}) has no items")
+    check_sizes(cfg, len(items), f"dataset {dataset.name!r} ({dataset.source})")
     vectors, emb_info = item_embeddings(dataset, cfg, out_dir)
     collab = cfg.get("collaborative")
     if collab is not None and collab.get("enabled"):

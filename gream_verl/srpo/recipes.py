@@ -1,6 +1,7 @@
-"""Hydra override lists of the SRPO recipes in ``recipes/srpo/recipes.yaml``.
+"""Hydra override lists of the SRPO recipes in ``gream_verl/srpo/recipes.yaml``.
 
-``python -m gream_verl.srpo.recipes NAME`` prints one override per line (``run.sh`` passes them to
+The YAML is package data, so an installed wheel has it too. ``python -m gream_verl.srpo.recipes
+NAME`` prints one override per line (``recipes/srpo/run.sh`` passes them to
 ``python -m verl.trainer.main_ppo``). Placeholders such as ``{model_path}`` come from environment
 variables (``GREAM_MODEL_PATH``, ``GREAM_RL_DATA``, ``GREAM_ROLLOUT``, ``GREAM_N_GPUS``,
 ``GREAM_MAX_RESPONSE_LENGTH``), else the recipe's or the file's defaults.
@@ -11,11 +12,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-RECIPES_FILE = Path(__file__).resolve().parents[2] / "recipes" / "srpo" / "recipes.yaml"
+RECIPES_FILE = Path(str(resources.files("gream_verl.srpo").joinpath("recipes.yaml")))
 ENV = {
     "model_path": "GREAM_MODEL_PATH",
     "data_dir": "GREAM_RL_DATA",

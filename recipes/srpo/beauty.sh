@@ -1,3 +1,3 @@
 #!/usr/bin/env bash
-# SRPO on beauty with the paper hyperparameters (see recipes.yaml); extra key=value overrides are appended.
+# SRPO on beauty with the paper hyperparameters (see gream_verl/srpo/recipes.yaml); extra key=value overrides are appended.
 exec "$(dirname "$0")/run.sh" beauty "$@"

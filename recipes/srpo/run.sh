@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Launch an SRPO recipe with stock verl:  recipes/srpo/run.sh RECIPE [key=value ...]
-#   RECIPE: instruments | beauty | sports | instruments_curriculum | gsm8k   (recipes/srpo/recipes.yaml)
+#   RECIPE: instruments | beauty | sports | instruments_curriculum | gsm8k   (gream_verl/srpo/recipes.yaml)
 #   Extra key=value arguments are appended (they win), e.g. trainer.total_epochs=1.
 #   Environment: GREAM_MODEL_PATH, GREAM_RL_DATA, GREAM_ROLLOUT (vllm|sglang), GREAM_N_GPUS,
 #                GREAM_MAX_RESPONSE_LENGTH, PYTHON (default: python).

@@ -113,6 +113,23 @@ def test_build_index_from_precomputed_embeddings(tmp_path):
         build_index(ds, cfg)
 
 
+def test_sizes_are_checked_before_embedding(monkeypatch):
+    import gream_verl.index.build as build
+
+    def embed_nothing(*args, **kwargs):
+        raise AssertionError("embedded before the size check")
+
+    monkeypatch.setattr(build, "item_embeddings", embed_nothing)
+    ds = small_dataset(n=40)
+    for override, message in [
+        ("rqkmeans.codebook_size=64", r"rqkmeans.codebook_size 64 is larger than the number of items 40 of dataset 'Tiny'"),
+        ("rqkmeans.levels=0", r"rqkmeans.levels must be >= 1, got 0"),
+        ("collision.mode=sometimes", r"unknown collision.mode 'sometimes'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            build_index(ds, load_config("index", overrides=["rqkmeans.codebook_size=8", override]))
+
+
 def write_lcrec(folder, n=200):
     folder.mkdir(parents=True, exist_ok=True)
     items = {str(i): {"title": f"product {i}"} for i in range(n)}
@@ -143,13 +160,20 @@ def test_cli_build_json(tmp_path, capsys):
     assert rc == 0 and stats["items"] == 200 and stats["collisions"] == 0
 
 
-def test_cli_errors_are_clear(tmp_path, capsys):
+def test_cli_errors_are_clear(tmp_path, capsys, monkeypatch):
+    import gream_verl.index.embed as embed
+
     write_lcrec(tmp_path / "data", n=50)
     rc = main(["index", "build", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "X.index.json"),
                "--embeddings", str(tmp_path / "data" / "emb.npy")])  # 256 codes > 50 items
     assert rc == 1
     assert "codebook_size 256 is larger than the number of items 50" in capsys.readouterr().err
     assert not (tmp_path / "X.index.json").exists()
+    calls = []
+    monkeypatch.setattr(embed, "embed_items", lambda texts, **kw: calls.append(len(texts)))
+    rc = main(["index", "build", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "X.index.json")])
+    assert rc == 1 and calls == []  # failed before the model was loaded
+    assert "codebook_size 256 is larger than the number of items 50" in capsys.readouterr().err
     rc = main(["index", "build", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "X.index.json"),
                "rqkmeans.levelz=3"])
     assert rc == 1 and "levelz" in capsys.readouterr().err

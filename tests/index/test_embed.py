@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from gream_verl.index import embed
 from gream_verl.index.embed import cached_embeddings, default_model_path, embed_items, pool
 
 TEXTS = ["a red stapler", "blue ink cartridge for printers, pack of five", "pen", "", "a red stapler"]
@@ -60,6 +61,35 @@ def test_cache_is_reused_only_when_matching(tiny_bert, tmp_path):
     _, reused = cached_embeddings(TEXTS[:4], cache, model_path=tiny_bert, fields=["title", "description"], progress=False)
     assert not reused  # other fields
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize("bad", ["zeros", "nan", "one zero row"])
+def test_a_broken_cache_is_recomputed(tiny_bert, tmp_path, caplog, bad):
+    cache = tmp_path / "X.emb.npy"
+    first, _ = cached_embeddings(TEXTS, cache, model_path=tiny_bert, fields=["title"], progress=False)
+    broken = first.copy()
+    if bad == "zeros":
+        broken[:] = 0.0
+    elif bad == "nan":
+        broken[2, 3] = np.nan
+    else:
+        broken[4] = 0.0
+    np.save(cache, broken)  # same shape, dtype and sidecar: only the values say it is wrong
+    again, reused = cached_embeddings(TEXTS, cache, model_path=tiny_bert, fields=["title"], progress=False)
+    assert not reused and np.array_equal(again, first)
+    assert any(str(cache) in r.getMessage() and "not trusting" in r.getMessage() for r in caplog.records)
+    assert np.array_equal(np.load(cache), first)  # the cache is repaired
+
+
+def test_a_model_giving_zero_or_nan_rows_is_an_error(tiny_bert, tmp_path, monkeypatch):
+    cache = tmp_path / "X.emb.npy"
+    monkeypatch.setattr(embed, "embed_items", lambda texts, **kw: np.zeros((len(texts), 4), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"gave unusable embeddings \(5 of 5 rows are all zero\)"):
+        cached_embeddings(TEXTS, cache, model_path=tiny_bert, fields=["title"])
+    monkeypatch.setattr(embed, "embed_items", lambda texts, **kw: np.full((len(texts), 4), np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"5 of 5 rows hold NaN/inf"):
+        cached_embeddings(TEXTS, cache, model_path=tiny_bert, fields=["title"])
+    assert not list(tmp_path.iterdir())  # nothing cached
 
 
 def test_bad_arguments(tiny_bert, tmp_path):

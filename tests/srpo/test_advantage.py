@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from gream_verl.srpo.advantage import (
     SrpoConfig,
+    comb_ratio,
     compute_srpo_outcome_advantage,
+    mask_zero_variance_groups,
     passk_bonus,
     srpo_config,
     srpo_scalar,
@@ -154,3 +156,53 @@ def test_hand_computed_bonus_k1():
     scores = torch.tensor([0.0, 0.0, 0.9999995], dtype=torch.float64)  # within the threshold's 1e-6 slack
     adv = srpo_scalar(scores, np.zeros(3), cfg=SrpoConfig(k=1), norm_by_std=False)
     assert adv[2].item() == pytest.approx(0.9999995 * 2 / 3 + math.sqrt(2), abs=1e-9)
+
+
+def test_huge_k_is_clamped_to_the_group_before_allocating():
+    import tracemalloc
+
+    scores = torch.tensor([1.0, 0.0, 0.0, 0.5, 1.0, 0.0, 0.0, 0.25])
+    uids = np.zeros(8, dtype=np.int64)
+    expected = srpo_scalar(scores, uids, cfg=SrpoConfig(k=8))  # pass@8 of a group of 8
+    # k = 10**6 first: code that allocates O(k) fails this bound with tens of MB instead of
+    # going on to 10**9, which needed 22 GB before the fix
+    for k in (10**6, 10**9):
+        tracemalloc.start()  # numpy reports its array buffers to tracemalloc
+        try:
+            adv = srpo_scalar(scores, uids, cfg=SrpoConfig(k=k))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 1_000_000, f"k={k}: {peak} bytes traced for a group of 8"
+        assert torch.equal(adv, expected)
+
+
+def test_comb_ratio_against_math_comb():
+    a, b, k = np.array([5, 3, 0, 7]), np.array([9, 3, 4, 7]), np.array([4, 2, 1, 0])
+    expected = [math.comb(x, y) / math.comb(z, y) for x, z, y in zip(a, b, k, strict=True)]
+    np.testing.assert_allclose(comb_ratio(a, b, k), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="needs k <= b"):
+        comb_ratio(np.array([3]), np.array([3]), np.array([4]))
+
+
+@pytest.mark.parametrize("epsilon", [0.0, -1.0, float("nan"), float("inf")])
+def test_epsilon_must_be_positive(epsilon):
+    from omegaconf import OmegaConf
+
+    with pytest.raises(ValueError, match="algorithm.srpo.epsilon must be a finite number > 0"):
+        srpo_config(OmegaConf.create({"srpo": {"epsilon": epsilon}}))
+
+
+@pytest.mark.parametrize("k", [0, 2.5, float("inf"), "four", None])
+def test_k_must_be_a_positive_integer(k):
+    with pytest.raises(ValueError, match="algorithm.srpo.k must be an integer >= 1"):
+        SrpoConfig(k=k)
+
+
+def test_dynamic_sampling_returns_its_counts():
+    scores = torch.tensor([1.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.0, 0.0])
+    mask = torch.ones(8, 3)
+    stats = mask_zero_variance_groups(scores, np.array(["a", "a", "b", "b", "c", "c", "d", "d"], dtype=object), mask)
+    assert stats == {"srpo/dynamic_sampling/groups_kept": 1, "srpo/dynamic_sampling/groups_dropped": 3,
+                     "srpo/dynamic_sampling/kept_fraction": 0.25}
+    assert mask.sum(1).tolist() == [3, 3, 0, 0, 0, 0, 0, 0]

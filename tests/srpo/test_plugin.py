@@ -9,6 +9,7 @@ from gream_verl.srpo.check import probe, problems
 pytest.importorskip("verl")
 
 
+@pytest.mark.slow  # a fresh interpreter importing verl
 def test_fresh_interpreter_sees_srpo():
     found = probe()
     assert problems(found) == [], found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,7 @@ def test_a_typo_in_an_srpo_key_or_name_fails():
 
 def test_run_sh_passes_the_overrides(tmp_path):
     fake = tmp_path / "python"
-    real = REPO / ".venv" / "bin" / "python"
+    real = sys.executable
     # a stand-in interpreter: run our module for real, echo the verl command instead of training
     fake.write_text(f'#!/bin/sh\nif [ "$2" = verl.trainer.main_ppo ]; then shift 2; printf "%s\\n" "$@"; '
                     f'else exec {real} "$@"; fi\n')

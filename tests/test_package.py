@@ -160,3 +160,10 @@ def test_every_third_party_import_is_declared():
                 undeclared.setdefault(dists[0], set()).add(str(path.relative_to(REPO)))
     assert not unknown, f"imported modules not installed here, cannot check their distribution: {sorted(unknown)}"
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
+
+
+def test_the_package_holds_no_test_doubles():
+    fakes = [f"{name}.{node.name}" for name, path in modules().items()
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name.lstrip("_").startswith(("Fake", "fake_"))]
+    assert not fakes, f"test doubles belong in tests/: {fakes}"

@@ -21,3 +21,21 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def office_dir(shared_data) -> Path:
     return shared_data / "Office"
+
+
+@pytest.fixture
+def openai_server():
+    """Start fake OpenAI-compatible servers (``tests/fake_openai.py``): ``openai_server(**kw)``
+    returns a running :class:`FakeOpenAIServer`; all are stopped after the test."""
+    from fake_openai import FakeOpenAIServer
+
+    started = []
+
+    def start(**kwargs) -> FakeOpenAIServer:
+        server = FakeOpenAIServer(**kwargs).__enter__()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.__exit__(None, None, None)

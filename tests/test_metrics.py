@@ -73,7 +73,7 @@ def test_pass_at_k_unbiased_matches_binomials():
     n, c, k = np.array([10, 10, 5]), np.array([0, 3, 5]), 4
     expected = np.mean([1 - comb(int(nn - cc), k) / comb(int(nn), k) for nn, cc in zip(n, c, strict=True)])
     assert pass_at_k_unbiased(n, c, k) == pytest.approx(expected)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"need 0 <= c <= n and n >= k=4 for every user"):
         pass_at_k_unbiased(np.array([3]), np.array([1]), 4)
 
 

@@ -5,8 +5,9 @@ import socket
 import time
 
 import pytest
+from fake_openai import FakeOpenAIServer
 
-from gream_verl.teacher import FakeTeacherServer, TeacherClient, TeacherConfig, TeacherError
+from gream_verl.teacher import TeacherClient, TeacherConfig, TeacherError
 
 
 def msgs(i):
@@ -21,7 +22,7 @@ def client(url, tmp_path=None, **kw):
 
 
 def test_answers_by_key_and_concurrently():
-    with FakeTeacherServer(delay=0.2) as server:
+    with FakeOpenAIServer(delay=0.2) as server:
         c = client(server.url, max_concurrency=4, api_key="sk-test")
         out = c.complete_many({f"k{i}": msgs(i) for i in range(16)})
     assert out == {f"k{i}": f"echo: q{i}" for i in range(16)}
@@ -33,21 +34,21 @@ def test_answers_by_key_and_concurrently():
 
 
 def test_no_key_sends_no_authorization():
-    with FakeTeacherServer() as server:
+    with FakeOpenAIServer() as server:
         assert client(server.url).complete(msgs(0)) == "echo: q0"
     assert server.authorization == [None]
 
 
 @pytest.mark.parametrize("status", [500, 429, 503, 529])
 def test_retries_transient_errors_then_succeeds(status):
-    with FakeTeacherServer(fail=lambda n: status if n <= 2 else None) as server:
+    with FakeOpenAIServer(fail=lambda n: status if n <= 2 else None) as server:
         c = client(server.url, max_retries=3)
         assert c.complete(msgs(1)) == "echo: q1"
     assert c.stats["retries"] == 2 and c.stats["requests_sent"] == 3 and c.stats["failures"] == 0
 
 
 def test_client_error_is_not_retried():
-    with FakeTeacherServer(fail=lambda n: 400) as server:
+    with FakeOpenAIServer(fail=lambda n: 400) as server:
         c = client(server.url, max_retries=3)
         with pytest.raises(TeacherError, match=r"127\.0\.0\.1.*HTTP 400"):
             c.complete(msgs(1))
@@ -55,7 +56,7 @@ def test_client_error_is_not_retried():
 
 
 def test_gives_up_after_retries():
-    with FakeTeacherServer(fail=lambda n: 500) as server:
+    with FakeOpenAIServer(fail=lambda n: 500) as server:
         c = client(server.url, max_retries=2)
         with pytest.raises(TeacherError, match="after 3 attempts.*HTTP 500"):
             c.complete(msgs(1))
@@ -64,7 +65,7 @@ def test_gives_up_after_retries():
 
 def test_cache_makes_second_run_send_nothing(tmp_path):
     requests = {f"k{i}": msgs(i) for i in range(10)}
-    with FakeTeacherServer() as server:
+    with FakeOpenAIServer() as server:
         first = client(server.url, tmp_path).complete_many(requests)
         second_client = client(server.url, tmp_path)
         second = second_client.complete_many(requests)
@@ -74,7 +75,7 @@ def test_cache_makes_second_run_send_nothing(tmp_path):
 
 
 def test_cache_key_depends_on_sampling_params(tmp_path):
-    with FakeTeacherServer() as server:
+    with FakeOpenAIServer() as server:
         client(server.url, tmp_path).complete(msgs(1))
         client(server.url, tmp_path, temperature=0.0).complete(msgs(1))
         client(server.url, tmp_path, max_tokens=7).complete(msgs(1))
@@ -83,7 +84,7 @@ def test_cache_key_depends_on_sampling_params(tmp_path):
 
 
 def test_identical_requests_sent_once():
-    with FakeTeacherServer() as server:
+    with FakeOpenAIServer() as server:
         out = client(server.url).complete_many({"a": msgs(1), "b": msgs(1), "c": msgs(2)})
     assert out == {"a": "echo: q1", "b": "echo: q1", "c": "echo: q2"}
     assert server.count == 2
@@ -91,12 +92,12 @@ def test_identical_requests_sent_once():
 
 def test_interrupted_run_resumes_without_repeating(tmp_path):
     requests = {f"k{i}": msgs(i) for i in range(20)}
-    with FakeTeacherServer(fail=lambda n: 500 if n > 6 else None) as broken:
+    with FakeOpenAIServer(fail=lambda n: 500 if n > 6 else None) as broken:
         with pytest.raises(TeacherError, match="re-run to resume"):
             client(broken.url, tmp_path, max_retries=0, max_concurrency=2).complete_many(requests)
     answered_first = {b["messages"][-1]["content"] for b in broken.received}
     assert len(answered_first) == 6
-    with FakeTeacherServer() as healthy:
+    with FakeOpenAIServer() as healthy:
         out = client(healthy.url, tmp_path).complete_many(requests)
     answered_second = {b["messages"][-1]["content"] for b in healthy.received}
     assert answered_first.isdisjoint(answered_second)
@@ -105,7 +106,7 @@ def test_interrupted_run_resumes_without_repeating(tmp_path):
 
 
 def test_corrupt_cache_entry_is_asked_again(tmp_path):
-    with FakeTeacherServer() as server:
+    with FakeOpenAIServer() as server:
         c = client(server.url, tmp_path)
         c.complete(msgs(1))
         (entry,) = (tmp_path / "cache").rglob("*.json")
@@ -128,7 +129,7 @@ def test_unreachable_endpoint_names_url_quickly():
 
 
 def test_garbage_response_is_a_teacher_error():
-    with FakeTeacherServer(reply=lambda m: None) as server:
+    with FakeOpenAIServer(reply=lambda m: None) as server:
         with pytest.raises(TeacherError, match="non-text content"):
             client(server.url).complete(msgs(1))
 

@@ -13,17 +13,10 @@ def _eval_direct(args: argparse.Namespace) -> dict:
 
 
 def _eval_reason(args: argparse.Namespace) -> dict:
-    from gream_verl.config import load_config
+    from gream_verl.infer.cli_args import reason_config_from_args
     from gream_verl.infer.reason import evaluate_reason
 
-    values = {k: getattr(args, k, None) for k in (
-        "model", "data", "index", "split", "batch_size", "limit", "save_predictions", "out", "device",
-    )}  # fmt: skip
-    cfg = load_config("eval", args.config, args.overrides, **values)
-    for flag, key in (("num_samples", "num_samples"), ("server", "server"), ("server_model", "server_model")):
-        if getattr(args, flag, None) is not None:
-            cfg.reason[key] = getattr(args, flag)
-    return evaluate_reason(cfg)
+    return evaluate_reason(reason_config_from_args(args))
 
 
 def parse_history(text: str) -> list[str]:
@@ -89,7 +82,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(subparsers) -> None:
-    from gream_verl.infer.cli_args import add_direct_arguments
+    from gream_verl.infer.cli_args import add_direct_arguments, add_reason_arguments
 
     ev = subparsers.add_parser("eval", help="evaluate a model: direct (Recall/NDCG) or reasoning (Pass@k)")
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="MODE", required=True)
@@ -98,19 +91,7 @@ def add_commands(subparsers) -> None:
     direct.set_defaults(func=_eval_direct)
 
     reason = ev_sub.add_parser("reason", help="sample chains of thought, constrained answer; Pass@1/5/10")
-    reason.add_argument("--model", help="HF model folder (needed for constrained answers and local sampling)")
-    reason.add_argument("--data", help="LC-Rec dataset folder or file")
-    reason.add_argument("--index", help="X.index.json")
-    reason.add_argument("--split", choices=["test", "valid"], default=None)
-    reason.add_argument("--num-samples", type=int, default=None, help="chains per user (default 10)")
-    reason.add_argument("--server", default=None, help="OpenAI-compatible base URL (vLLM/SGLang), e.g. http://host:8000/v1")
-    reason.add_argument("--server-model", default=None, help="model name on the server")
-    reason.add_argument("--batch-size", type=int, default=None)
-    reason.add_argument("--limit", type=int, default=None, help="first N users only")
-    reason.add_argument("--save-predictions", default=None, help="per-user samples JSONL")
-    reason.add_argument("--out", default=None, help="results JSON (default runs/eval/<dataset>_reason_<split>.json)")
-    reason.add_argument("--device", default=None)
-    _add_common(reason)
+    add_reason_arguments(reason)
     reason.set_defaults(func=_eval_reason)
 
     rec = subparsers.add_parser("recommend", help="top-k items for one history, with titles")

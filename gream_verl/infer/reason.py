@@ -17,10 +17,7 @@ sampling order (see :mod:`gream_verl.metrics`).
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -78,51 +75,56 @@ def sample_hf(model, tokenizer, prompts: Sequence[str], n: int, temperature: flo
     return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
-def _post_json(url: str, payload: dict, timeout: float) -> dict:
-    req = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            body = resp.read()
-    except urllib.error.HTTPError as e:
-        raise RuntimeError(f"{url}: HTTP {e.code}: {e.read()[:200]!r}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-        raise RuntimeError(f"{url}: request failed: {e}") from None
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError:
-        raise RuntimeError(f"{url}: not a JSON response: {body[:200]!r}") from None
+def server_settings(reason: DictConfig) -> dict:
+    """Concurrency, retries and timeout of ``reason.server`` requests (keys absent from the
+    config take the defaults of :data:`SERVER_DEFAULTS`)."""
+    return {key: type(default)(reason.get(key, default)) for key, default in SERVER_DEFAULTS.items()}
+
+
+SERVER_DEFAULTS = {"max_concurrency": 16, "max_retries": 3, "timeout": 600.0}
+
+
+def _choice_texts(url: str, response: dict, api: str) -> list[str]:
+    """The texts of a response's choices in ``index`` order; a chat reasoning parser's
+    ``reasoning_content`` (vLLM/SGLang) is put back as a ``<think>`` block."""
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
+        raise RuntimeError(f"{url}: response has no choices")
+    texts = []
+    for c in sorted(choices, key=lambda c: c.get("index", 0)):
+        if api == "chat":
+            msg = c.get("message") or {}
+            think = msg.get("reasoning_content")
+            text = (f"<think>\n{think}\n</think>\n" if think else "") + (msg.get("content") or "")
+        else:
+            text = c.get("text") or ""
+        texts.append(text)
+    return texts
 
 
 def sample_server(base_url: str, model_name: str, requests: Sequence, n: int, temperature: float, top_p: float,
-                  max_tokens: int, stop: bool, api: str = "chat", timeout: float = 600) -> list[list[str]]:
-    """``n`` completions per request from an OpenAI-compatible server. ``requests`` are message
-    lists (``api="chat"``) or prompt strings (``api="completions"``)."""
+                  max_tokens: int, stop: bool, api: str = "chat", timeout: float = 600, max_concurrency: int = 16,
+                  max_retries: int = 3, progress: bool = False) -> list[list[str]]:  # fmt: skip
+    """``n`` completions per request from an OpenAI-compatible server, up to ``max_concurrency``
+    requests in flight. ``requests`` are message lists (``api="chat"``) or prompt strings
+    (``api="completions"``)."""
+    from gream_verl.openai_client import OpenAIClient
+
     if api not in ("chat", "completions"):
         raise ValueError(f"api must be 'chat' or 'completions', got {api!r}")
-    url = base_url.rstrip("/") + ("/chat/completions" if api == "chat" else "/completions")
-    out = []
-    for req in requests:
+    client = OpenAIClient(base_url, timeout=timeout, max_retries=max_retries, max_concurrency=max_concurrency)
+    route = "chat/completions" if api == "chat" else "completions"
+    payloads = {}
+    for k, req in enumerate(requests):
         payload = {"model": model_name, "n": int(n), "temperature": float(temperature), "top_p": float(top_p),
-                   "max_tokens": int(max_tokens)}  # fmt: skip
-        payload["messages" if api == "chat" else "prompt"] = req
+                   "max_tokens": int(max_tokens), ("messages" if api == "chat" else "prompt"): req}  # fmt: skip
         if stop:
             payload["stop"] = [ANSWER_OPEN]
-        choices = _post_json(url, payload, timeout).get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise RuntimeError(f"{url}: response has no choices")
-        texts = []
-        for c in sorted(choices, key=lambda c: c.get("index", 0)):
-            if api == "chat":
-                msg = c.get("message") or {}
-                think = msg.get("reasoning_content")
-                text = (f"<think>\n{think}\n</think>\n" if think else "") + (msg.get("content") or "")
-            else:
-                text = c.get("text") or ""
-            texts.append(text)
-        out.append(texts)
-    return out
+        payloads[k] = payload
+    url = client.url(route)
+    texts = client.post_many(route, payloads, lambda k, response: _choice_texts(url, response, api),
+                             desc="reason server", progress=progress)  # fmt: skip
+    return [texts[k] for k in range(len(payloads))]
 
 
 def answer_constrained(model, tokenizer, trie, prompts: Sequence[str], reasonings: Sequence[str],
@@ -137,38 +139,51 @@ def answer_constrained(model, tokenizer, trie, prompts: Sequence[str], reasoning
     return [[c.item for c in row] for row in ranked]
 
 
-def sample_answers(cfg: DictConfig, model, tokenizer, trie, index: ItemIndex, messages: Sequence[list[dict]],
-                   seed: int) -> list[list[Sample]]:
-    """``cfg.reason.num_samples`` samples (reasoning + item) for each prompt."""
+def _check_reason_config(cfg: DictConfig, model, tokenizer) -> None:
     r = cfg.reason
-    n = int(r.num_samples)
-    if n < 1:
-        raise ValueError(f"reason.num_samples must be >= 1, got {n}")
+    if int(r.num_samples) < 1:
+        raise ValueError(f"reason.num_samples must be >= 1, got {r.num_samples}")
     if r.answer not in ("constrained", "parse"):
         raise ValueError(f"reason.answer must be 'constrained' or 'parse', got {r.answer!r}")
     if r.answer == "constrained" and model is None:
         raise ValueError("reason.answer=constrained needs the model locally (--model); use reason.answer=parse")
+    if r.server:
+        if not r.server_model:
+            raise ValueError("reason.server needs reason.server_model (the model name on the server)")
+        if r.api == "completions" and tokenizer is None:
+            raise ValueError("reason.api=completions needs the tokenizer (--model) to apply the chat template")
+    elif model is None:
+        raise ValueError("reasoning evaluation needs --model or reason.server")
+
+
+def sample_reasoning(cfg: DictConfig, model, tokenizer, messages: Sequence[list[dict]], seed: int,
+                     progress: bool = False) -> list[list[str]]:  # fmt: skip
+    """Stage 1: ``cfg.reason.num_samples`` raw completions per prompt, from ``reason.server``
+    (all prompts at once, ``reason.max_concurrency`` requests in flight) or the local model.
+    With constrained answers they stop at ``<answer>``."""
+    _check_reason_config(cfg, model, tokenizer)
+    r = cfg.reason
     stop = r.answer == "constrained"
     kwargs = dict(cfg.chat_template_kwargs or {})
     texts = [common.chat_text(tokenizer, m, kwargs) for m in messages] if tokenizer is not None else None
     if r.server:
-        if not r.server_model:
-            raise ValueError("reason.server needs reason.server_model (the model name on the server)")
-        if r.api == "completions" and texts is None:
-            raise ValueError("reason.api=completions needs the tokenizer (--model) to apply the chat template")
         requests = list(messages) if r.api == "chat" else texts
-        raw = sample_server(r.server, r.server_model, requests, n, r.temperature, r.top_p, r.max_new_tokens,
-                            stop, r.api, r.timeout)  # fmt: skip
-    else:
-        if model is None:
-            raise ValueError("reasoning evaluation needs --model or reason.server")
-        raw = sample_hf(model, tokenizer, texts, n, r.temperature, r.top_p, r.max_new_tokens, stop, seed)
-    if not stop:
+        return sample_server(r.server, r.server_model, requests, int(r.num_samples), r.temperature, r.top_p,
+                             r.max_new_tokens, stop, r.api, progress=progress, **server_settings(r))  # fmt: skip
+    return sample_hf(model, tokenizer, texts, int(r.num_samples), r.temperature, r.top_p, r.max_new_tokens, stop, seed)
+
+
+def answer_samples(cfg: DictConfig, model, tokenizer, trie, index: ItemIndex, messages: Sequence[list[dict]],
+                   raw: Sequence[Sequence[str]]) -> list[list[Sample]]:  # fmt: skip
+    """Stage 2: the item of each raw completion (parsed, or a constrained beam after its reasoning)."""
+    if cfg.reason.answer != "constrained":
         return [[Sample(text, parse_answer(text, index)) for text in row] for row in raw]
+    kwargs = dict(cfg.chat_template_kwargs or {})
+    texts = [common.chat_text(tokenizer, m, kwargs) for m in messages]
     prefixes = [[reasoning_prefix(t) for t in row] for row in raw]
     flat_prompts = [texts[i] for i, row in enumerate(prefixes) for _ in row]
     flat_reason = [p for row in prefixes for p, _ in row]
-    answers = answer_constrained(model, tokenizer, trie, flat_prompts, flat_reason, int(r.answer_beams))
+    answers = answer_constrained(model, tokenizer, trie, flat_prompts, flat_reason, int(cfg.reason.answer_beams))
     out, k = [], 0
     for row in prefixes:
         samples = []
@@ -199,13 +214,21 @@ def evaluate_reason(cfg: DictConfig, model=None, tokenizer=None) -> dict:
             trie = build_trie(index, tokenizer, model.config.get_text_config().vocab_size)
         local = shards.take(examples)
         batch = max(1, int(cfg.batch_size))
+        progress = bool(cfg.progress and shards.is_main)
+        messages = [common.reason_messages(e, dataset, index) for e in local]
+        # a server gets every user's request at once (bounded in flight), so it is never idle
+        # between batches; the local model samples batch by batch
+        served = sample_reasoning(cfg, model, tokenizer, messages, 0, progress) if cfg.reason.server else None
         samples_local: list[list[Sample]] = []
-        bar = tqdm(total=len(local), desc="reason eval", unit="user", disable=not (cfg.progress and shards.is_main))
+        bar = tqdm(total=len(local), desc="reason eval", unit="user", disable=not progress)
         for start in range(0, len(local), batch):
-            chunk = local[start : start + batch]
-            messages = [common.reason_messages(e, dataset, index) for e in chunk]
-            seed = int(cfg.reason.seed) + start * shards.world + shards.rank
-            samples_local.extend(sample_answers(cfg, model, tokenizer, trie, index, messages, seed))
+            chunk = messages[start : start + batch]
+            if served is not None:
+                raw = served[start : start + batch]
+            else:
+                seed = int(cfg.reason.seed) + start * shards.world + shards.rank
+                raw = sample_reasoning(cfg, model, tokenizer, chunk, seed)
+            samples_local.extend(answer_samples(cfg, model, tokenizer, trie, index, chunk, raw))
             bar.update(len(chunk))
         bar.close()
         samples = shards.gather([[(s.reasoning, s.item, s.forced) for s in row] for row in samples_local])
@@ -227,6 +250,7 @@ def evaluate_reason(cfg: DictConfig, model=None, tokenizer=None) -> dict:
                 "index": str(cfg.index), "split": cfg.split, "limit": cfg.limit,
                 "max_history": int(cfg.max_history), "batch_size": batch, "world_size": shards.world,
                 **{k: v for k, v in dict(cfg.reason).items()},
+                **(server_settings(cfg.reason) if cfg.reason.server else {}),
             },  # fmt: skip
             "seconds": timer.seconds(),
         }
@@ -270,14 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     reason``; users are sharded by rank, rank 0 prints and writes). Sampling seeds depend on
     the rank, so samples differ from a single-process run with the same seed."""
     import argparse
-    import sys
 
-    from gream_verl.infer.commands import add_commands
+    from gream_verl.infer.cli_args import add_reason_arguments, reason_config_from_args
 
-    parser = argparse.ArgumentParser(prog="gream_verl.infer.reason")
-    add_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["eval", "reason", *(sys.argv[1:] if argv is None else argv)])
-    return common.run_entry_point("eval reason", lambda: args.func(args), args.json)
+    parser = argparse.ArgumentParser(prog="gream_verl.infer.reason", description=__doc__.split("\n\n")[0])
+    add_reason_arguments(parser)
+    args = parser.parse_args(argv)
+    return common.run_entry_point("eval reason", lambda: evaluate_reason(reason_config_from_args(args)), args.json)
 
 
 if __name__ == "__main__":

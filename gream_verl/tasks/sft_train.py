@@ -19,9 +19,9 @@ Checked up front, because each one is a measured pitfall:
 One key is ours, not LLaMA-Factory's: ``group_by_length: true`` trains on a length-grouped copy
 of the datasets (:mod:`gream_verl.tasks.length_group`; 2x faster on the quickstart's data).
 
-Run as ``python -m gream_verl.tasks.sft_train RESOLVED.yaml [--record-inputs FILE]``; with
-``--record-inputs`` every training forward's ``input_ids`` (padding removed) is appended to a
-JSON-lines file, which is how the tests check the order in which samples reach the model.
+The child runs ``python -m gream_verl.tasks.sft_train RESOLVED.yaml``, i.e. :func:`train`;
+``train(config, callbacks)`` is also the place to hand LLaMA-Factory extra ``TrainerCallback``s
+(the tests record the order in which samples reach the model this way).
 """
 
 from __future__ import annotations
@@ -154,7 +154,6 @@ def read_log_history(output_dir: Path) -> tuple[list[dict], Path | None]:
 def run_sft(
     config: str | Path | dict,
     overrides: list[str] | None = None,
-    record_inputs: str | Path | None = None,
     echo: bool = True,
 ) -> dict:
     """Train with LLaMA-Factory in a subprocess; return the final train loss, log path and
@@ -174,8 +173,6 @@ def run_sft(
 
     resolved = write_text(output_dir / RESOLVED_CONFIG, OmegaConf.to_yaml(OmegaConf.create(args)))
     cmd = [*launcher(), "-m", "gream_verl.tasks.sft_train", str(resolved)]
-    if record_inputs is not None:
-        cmd += ["--record-inputs", str(record_inputs)]
     env = {**os.environ, "WANDB_DISABLED": "true", "TOKENIZERS_PARALLELISM": "false"}
     tail: collections.deque[str] = collections.deque(maxlen=40)
     with subprocess.Popen(
@@ -207,49 +204,19 @@ def run_sft(
     }
 
 
-class InputRecorder:
-    """Appends each training forward's ``input_ids`` rows (padding removed) to a JSON-lines file."""
+def train(config: str | Path, callbacks: list | None = None) -> None:
+    """Train in this process from a resolved YAML (what :func:`run_sft` writes), with extra
+    ``transformers.TrainerCallback``s."""
+    from llamafactory.train.tuner import run_exp
+    from omegaconf import OmegaConf
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def __call__(self, module, args, kwargs) -> None:
-        if not module.training:
-            return
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
-        if input_ids is None:
-            return
-        mask = kwargs.get("attention_mask")
-        with open(self.path, "a", encoding="utf-8") as f:
-            for k, row in enumerate(input_ids.tolist()):
-                if mask is not None:
-                    row = [t for t, m in zip(row, mask[k].tolist(), strict=True) if m]
-                f.write(json.dumps(row) + "\n")
-
-
-def _recorder_callback(path: str | Path):
-    from transformers import TrainerCallback
-
-    class RecordInputsCallback(TrainerCallback):
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
-            if model is not None:
-                model.register_forward_pre_hook(InputRecorder(path), with_kwargs=True)
-
-    return RecordInputsCallback()
+    run_exp(OmegaConf.to_container(OmegaConf.load(config), resolve=True), callbacks=list(callbacks or []))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run LLaMA-Factory SFT from a resolved YAML (child of run_sft).")
     parser.add_argument("config", help="resolved SFT config YAML")
-    parser.add_argument("--record-inputs", help="append each training forward's input_ids to this JSON-lines file")
-    ns = parser.parse_args(argv)
-    from omegaconf import OmegaConf
-
-    args = OmegaConf.to_container(OmegaConf.load(ns.config), resolve=True)
-    from llamafactory.train.tuner import run_exp
-
-    callbacks = [_recorder_callback(ns.record_inputs)] if ns.record_inputs else []
-    run_exp(args, callbacks=callbacks)
+    train(parser.parse_args(argv).config)
     return 0
 
 

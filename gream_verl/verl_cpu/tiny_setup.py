@@ -7,18 +7,35 @@ plays that part, so sampled groups have mixed rewards and the RL step has someth
 
 ``python -m gream_verl.verl_cpu.tiny_setup OUT [--data DIR] [--index FILE]`` writes
 ``OUT/model`` (HF checkpoint), ``OUT/train.parquet``, ``OUT/val.parquet`` and ``OUT/setup.json``.
+The dataset is ``--data``, else ``$GREAM_DATA_DIR/Office`` (the folder of datasets, as for the tests).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import torch
 
-DEFAULT_DATA = "/work/shared/data/Office"
+DATA_ENV = "GREAM_DATA_DIR"  # folder holding the LC-Rec dataset folders
+DEFAULT_DATASET = "Office"
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """``data_dir`` if given, else ``$GREAM_DATA_DIR/Office``; an error names what is missing."""
+    if data_dir is None or str(data_dir) == "":
+        root = os.environ.get(DATA_ENV)
+        if not root:
+            raise ValueError(f"no dataset folder: pass --data DIR (an LC-Rec dataset folder) or set {DATA_ENV} "
+                             f"to the folder that holds {DEFAULT_DATASET}/")  # fmt: skip
+        data_dir = Path(root) / DEFAULT_DATASET
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"dataset folder {data_dir} does not exist")
+    return data_dir
 
 
 def _default_index(data_dir: Path) -> Path:
@@ -68,7 +85,7 @@ def warm_up(model, examples: list[tuple[list[int], int]], pad_id: int, steps: in
 
 def prepare(
     out_dir: str | Path,
-    data_dir: str | Path = DEFAULT_DATA,
+    data_dir: str | Path | None = None,
     index_path: str | Path | None = None,
     train_rows: int = 16,
     val_rows: int = 4,
@@ -85,7 +102,7 @@ def prepare(
     from gream_verl.model.vocab import extend_vocabulary
     from gream_verl.tasks.rl_parquet import rl_rows, write_parquet
 
-    out_dir, data_dir = Path(out_dir), Path(data_dir)
+    out_dir, data_dir = Path(out_dir), resolve_data_dir(data_dir)
     index_path = Path(index_path) if index_path else _default_index(data_dir)
     dataset = load_dataset(data_dir)
     index = load_index(index_path)
@@ -122,14 +139,18 @@ def prepare(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="output folder (model/, train.parquet, val.parquet, setup.json)")
-    parser.add_argument("--data", default=DEFAULT_DATA, help="LC-Rec dataset folder")
+    parser.add_argument("--data", default=None, help=f"LC-Rec dataset folder (default: ${DATA_ENV}/{DEFAULT_DATASET})")
     parser.add_argument("--index", default=None, help="item index JSON (default: the folder's *.index*.json)")
     parser.add_argument("--train-rows", type=int, default=16)
     parser.add_argument("--val-rows", type=int, default=4)
     parser.add_argument("--warmup-steps", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    summary = prepare(args.out, args.data, args.index, train_rows=args.train_rows, val_rows=args.val_rows,
+    try:
+        data_dir = resolve_data_dir(args.data)
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
+    summary = prepare(args.out, data_dir, args.index, train_rows=args.train_rows, val_rows=args.val_rows,
                       warmup_steps=args.warmup_steps, seed=args.seed)
     print(json.dumps(summary, indent=2))
     return 0

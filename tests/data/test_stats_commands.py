@@ -5,13 +5,14 @@ import logging
 from pathlib import Path
 
 import pytest
+from fake_openai import FakeOpenAIServer as FakeTeacherServer
 
 from gream_verl.cli import GreamArgumentParser
 from gream_verl.data import leave_one_out, load_dataset
 from gream_verl.data.commands import add_commands
 from gream_verl.data.enrich import clean_answer, enrich_items, enrichment_messages
 from gream_verl.data.stats import dataset_stats
-from gream_verl.teacher import FakeTeacherServer, TeacherClient, TeacherConfig, TeacherError
+from gream_verl.teacher import TeacherClient, TeacherConfig, TeacherError
 
 RAW = Path(__file__).resolve().parents[1] / "fixtures" / "amazon_raw"
 

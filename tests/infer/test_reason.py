@@ -1,55 +1,11 @@
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from gream_verl.cli import main
 from gream_verl.index.tokens import ItemIndex
-from gream_verl.infer.reason import parse_answer, reasoning_prefix
-
-
-class FakeServer:
-    """OpenAI-compatible /v1/chat/completions and /v1/completions honouring ``n``."""
-
-    def __init__(self, reply):
-        self.reply = reply  # (request body, sample number) -> text
-        self.requests = []
-
-    def __enter__(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append((self.path, body))
-                texts = [fake.reply(body, k) for k in range(body.get("n", 1))]
-                if self.path.endswith("/chat/completions"):
-                    choices = [{"index": k, "message": {"role": "assistant", "content": t}} for k, t in enumerate(texts)]
-                else:
-                    choices = [{"index": k, "text": t} for k, t in enumerate(texts)]
-                data = json.dumps({"choices": choices}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        return self
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+from gream_verl.infer.reason import parse_answer, reasoning_prefix, sample_server
+from gream_verl.openai_client import EndpointError
 
 
 def test_reasoning_prefix_and_parse_answer():
@@ -89,7 +45,7 @@ def test_in_process_sampling_gives_valid_answers_and_is_reproducible(capsys, tmp
     assert first["metrics"] == second["metrics"]
 
 
-def test_server_samples_with_parsed_answers(capsys, tmp_path, tiny_data_dir, tiny_index):
+def test_server_samples_with_parsed_answers(capsys, tmp_path, tiny_data_dir, tiny_index, openai_server):
     from gream_verl.data.dataset import load_dataset
     from gream_verl.data.split import leave_one_out
 
@@ -97,7 +53,7 @@ def test_server_samples_with_parsed_answers(capsys, tmp_path, tiny_data_dir, tin
     targets = [e.target for e in examples]
     wrong = next(i for i in tiny_index.tokens if i not in targets)
 
-    def reply(body, k):
+    def sample(body, k):
         content = body["messages"][-1]["content"]
         user = next(n for n, e in enumerate(examples) if tiny_index.string(e.history[-1]) in content)
         if k == 0:
@@ -105,14 +61,15 @@ def test_server_samples_with_parsed_answers(capsys, tmp_path, tiny_data_dir, tin
         answer = targets[user] if (user % 2 == 0 and k == 2) else wrong
         return f"<think>step {k}</think>\n<answer>{tiny_index.string(answer)}</answer>"
 
-    with FakeServer(reply) as server:
-        result = eval_reason(
-            capsys, "--data", str(tiny_data_dir), "--index", str(tiny_data_dir / "Tiny.index.json"), "--limit", "4",
-            "--server", server.url, "--server-model", "gream", "--num-samples", "3",
-            "--out", str(tmp_path / "r.json"), overrides=["reason.answer=parse"],
-        )  # fmt: skip
-        bodies = [b for _, b in server.requests]
+    server = openai_server(sample=sample, delay=0.2)
+    result = eval_reason(
+        capsys, "--data", str(tiny_data_dir), "--index", str(tiny_data_dir / "Tiny.index.json"), "--limit", "4",
+        "--server", server.url, "--server-model", "gream", "--num-samples", "3", "--batch-size", "1",
+        "--out", str(tmp_path / "r.json"), overrides=["reason.answer=parse"],
+    )  # fmt: skip
+    bodies = [b for _, b in server.requests]
     assert len(bodies) == 4
+    assert server.max_in_flight > 1  # users are sent together, not one batch (of 1) at a time
     assert all(b["n"] == 3 and b["temperature"] == 0.7 and b["top_p"] == 0.9 and "stop" not in b for b in bodies)
     # answers per user: [None, wrong, target-or-wrong]; distinct: [wrong, target] or [wrong]
     assert result["metrics"]["pass@1"] == 0.0
@@ -120,30 +77,50 @@ def test_server_samples_with_parsed_answers(capsys, tmp_path, tiny_data_dir, tin
     assert result["valid_answer_rate"] == pytest.approx(2 / 3)
 
 
-def test_server_reasoning_with_constrained_answer(capsys, tmp_path, tiny_data_dir, tiny_model_dir, tiny_index):
-    with FakeServer(lambda body, k: f"<think>thought {k}</think>\n") as server:
-        result = eval_reason(
-            capsys, "--model", str(tiny_model_dir), "--data", str(tiny_data_dir),
-            "--index", str(tiny_data_dir / "Tiny.index.json"), "--limit", "2", "--server", server.url,
-            "--server-model", "gream", "--num-samples", "2",
-            "--out", str(tmp_path / "r.json"), "--save-predictions", str(tmp_path / "p.jsonl"),
-            overrides=["reason.api=completions"],
-        )  # fmt: skip
-        paths = [p for p, _ in server.requests]
-        bodies = [b for _, b in server.requests]
-    assert paths == ["/v1/completions"] * 2
+def test_server_reasoning_with_constrained_answer(capsys, tmp_path, tiny_data_dir, tiny_model_dir, tiny_index,
+                                                  openai_server):  # fmt: skip
+    # the first request meets a 503 (an overloaded server) and is retried
+    server = openai_server(sample=lambda body, k: f"<think>thought {k}</think>\n", fail=lambda n: 503 if n == 1 else None)
+    result = eval_reason(
+        capsys, "--model", str(tiny_model_dir), "--data", str(tiny_data_dir),
+        "--index", str(tiny_data_dir / "Tiny.index.json"), "--limit", "2", "--server", server.url,
+        "--server-model", "gream", "--num-samples", "2",
+        "--out", str(tmp_path / "r.json"), "--save-predictions", str(tmp_path / "p.jsonl"),
+        overrides=["reason.api=completions"],
+    )  # fmt: skip
+    paths = [p for p, _ in server.requests]
+    bodies = server.received
+    assert paths == ["/v1/completions"] * 3 and len(bodies) == 2
     assert all(b["stop"] == ["<answer>"] and b["prompt"].endswith("<|im_start|>assistant\n") for b in bodies)
     assert result["forced_answers"] == 4 and result["valid_answer_rate"] == 1.0
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert all(a in tiny_index for r in rows for a in r["answers"])
 
 
-def test_server_errors_are_clear(capsys, tiny_data_dir):
-    code = main(["eval", "reason", "--data", str(tiny_data_dir), "--index", str(tiny_data_dir / "Tiny.index.json"),
-                 "--server", "http://127.0.0.1:9/v1", "--server-model", "m", "--limit", "1",
-                 "reason.answer=parse", "progress=false"])  # fmt: skip
-    assert code == 1
-    assert "127.0.0.1:9" in capsys.readouterr().err
+def test_sample_server_keeps_a_bounded_number_of_requests_in_flight(openai_server):
+    server = openai_server(sample=lambda body, k: f"{body['prompt']}-{k}", delay=0.2)
+    texts = sample_server(server.url, "m", [f"p{i}" for i in range(6)], 2, 0.7, 0.9, 8, stop=True, api="completions",
+                          max_concurrency=2)  # fmt: skip
+    assert texts == [[f"p{i}-0", f"p{i}-1"] for i in range(6)]  # in request order
+    assert server.max_in_flight == 2
+    assert all(b["stop"] == ["<answer>"] and b["n"] == 2 for b in server.received)
+
+
+def test_sample_server_names_an_unreachable_url():
+    with pytest.raises(EndpointError, match=r"http://127\.0\.0\.1:9/v1/chat/completions failed after 1 attempts: cannot connect"):
+        sample_server("http://127.0.0.1:9/v1", "m", [[{"role": "user", "content": "hi"}]], 1, 0.7, 0.9, 8, stop=False,
+                      max_retries=0)  # fmt: skip
+    with pytest.raises(ValueError, match="api must be 'chat' or 'completions', got 'responses'"):
+        sample_server("http://127.0.0.1:9/v1", "m", ["hi"], 1, 0.7, 0.9, 8, stop=False, api="responses")
+
+
+def test_server_errors_are_clear(capsys, tiny_data_dir, openai_server):
+    args = ["eval", "reason", "--data", str(tiny_data_dir), "--index", str(tiny_data_dir / "Tiny.index.json"),
+            "--server-model", "m", "--limit", "1", "--server"]  # fmt: skip
+    server = openai_server(fail=lambda n: 400)
+    assert main([*args, server.url, "reason.answer=parse", "progress=false"]) == 1
+    assert f"{server.url}/chat/completions rejected the request: HTTP 400" in capsys.readouterr().err
+    assert server.count == 1  # a client error is not retried
 
 
 def test_recommend_reason_mode_prints_reasoning(capsys, tiny_data_dir, tiny_model_dir, tiny_index):

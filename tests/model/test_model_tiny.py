@@ -68,7 +68,7 @@ def test_saved_model_reloads_and_generates(tmp_path):
     out = model.generate(**enc, max_new_tokens=4, do_sample=False)
     assert out.shape[1] > enc.input_ids.shape[1]
     assert int(out.max()) < model.config.vocab_size
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError, match="tiny exists and is not an empty folder"):
         save_tiny_model(tmp_path / "tiny")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from gream_verl.index.tokens import ItemIndex
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "sft" / "tiny_cpu.yaml"
+RECORDER = Path(__file__).with_name("record_inputs.py")  # run_sft's child, recording each forward
 NUM_SAMPLES = 32
 INDEX = ItemIndex({f"i{k}": [f"<a_{k % 4}>", f"<b_{k % 7}>", f"<c_{k}>"] for k in range(12)})
 
@@ -57,22 +59,30 @@ def dataset_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def recorded_inputs(monkeypatch, tmp_path) -> Path:
+    """The JSON-lines file that receives every training forward's input_ids during this test."""
+    from gream_verl.tasks import sft_train
+
+    record = tmp_path / "inputs.jsonl"
+    monkeypatch.setattr(sft_train, "launcher", lambda: [sys.executable, str(RECORDER), "--record-inputs", str(record)])
+    return record
+
+
 def _overrides(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return [f"model_name_or_path={model}", f"dataset_dir={data}", f"output_dir={out}", *extra]
 
 
 @pytest.mark.slow
-def test_tiny_sft_trains_in_file_order_and_keeps_index_tokens(extended_model, dataset_dir, tmp_path):
+def test_tiny_sft_trains_in_file_order_and_keeps_index_tokens(extended_model, dataset_dir, tmp_path, recorded_inputs):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gream_verl.tasks.sft_train import run_sft
 
-    out = tmp_path / "sft"
-    record = tmp_path / "inputs.jsonl"
+    out, record = tmp_path / "sft", recorded_inputs
     result = run_sft(
         RECIPE,
         _overrides(extended_model, dataset_dir, out, "max_steps=16", "save_strategy=steps", "save_steps=1000"),
-        record_inputs=record,
         echo=False,
     )
     assert result["steps"] == 16 and result["output_dir"] == str(out)
@@ -110,7 +120,7 @@ def test_failed_training_raises_with_the_childs_error(extended_model, dataset_di
 
 
 @pytest.mark.slow
-def test_group_by_length_trains_batches_of_similar_length(extended_model, tmp_path):
+def test_group_by_length_trains_batches_of_similar_length(extended_model, tmp_path, recorded_inputs):
     from transformers import AutoTokenizer
 
     from gream_verl.tasks.sft_train import run_sft
@@ -122,9 +132,9 @@ def test_group_by_length_trains_batches_of_similar_length(extended_model, tmp_pa
     data.mkdir()
     (data / "rows.json").write_text(json.dumps(rows), encoding="utf-8")
     (data / "dataset_info.json").write_text(json.dumps({"rows": {"file_name": "rows.json"}}), encoding="utf-8")
-    out, record = tmp_path / "sft", tmp_path / "inputs.jsonl"
+    out, record = tmp_path / "sft", recorded_inputs
     extra = ("dataset=rows", "max_samples=null", "max_steps=-1", "num_train_epochs=2", "group_by_length=true")
-    result = run_sft(RECIPE, _overrides(extended_model, data, out, *extra), record_inputs=record, echo=False)
+    result = run_sft(RECIPE, _overrides(extended_model, data, out, *extra), echo=False)
 
     assert result["steps"] == 2 * NUM_SAMPLES // 4  # two unrolled epochs, the 2 leftover rows dropped
     tok = AutoTokenizer.from_pretrained(extended_model)

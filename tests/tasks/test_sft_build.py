@@ -5,13 +5,13 @@ import json
 import re
 
 import pytest
+from fake_openai import FakeOpenAIServer
 from sft_fixtures import fake_teacher_reply, make_dataset, make_index
 
 from gream_verl.cli import main
 from gream_verl.data.dataset import load_dataset
 from gream_verl.data.split import train_items
 from gream_verl.index.tokens import load_index, save_index
-from gream_verl.teacher import FakeTeacherServer
 
 
 def write_lcrec(dataset, index, folder):
@@ -85,7 +85,7 @@ def test_llamafactory_reads_the_datasets(lcrec, tmp_path, capsys):
 
 def test_llm_build_with_preference_summaries(lcrec, tmp_path, capsys):
     dataset, data = lcrec
-    with FakeTeacherServer(reply=fake_teacher_reply) as server:
+    with FakeOpenAIServer(reply=fake_teacher_reply) as server:
         report = run_build(capsys, "--data", str(data), "--index", str(data / "Synthetic.index.json"),
                            "--out", str(tmp_path / "sft"), "--teacher", "llm", f"teacher.base_url={server.url}",
                            "teacher.model=fake", "curriculum.enabled=false", "reasoning.max_samples=12")
@@ -179,11 +179,11 @@ def test_interrupted_llm_build_writes_nothing_and_resumes(lcrec, tmp_path, capsy
     args = ["sft", "build", "--data", str(data), "--index", str(data / "Synthetic.index.json"), "--out", str(out),
             "--teacher", "llm", "teacher.model=fake", "teacher.max_retries=0", "teacher.max_concurrency=1",
             "tasks.preference.enabled=false", "curriculum.enabled=false"]
-    with FakeTeacherServer(reply=fake_teacher_reply, fail=lambda n: 500 if n == 9 else None) as first:
+    with FakeOpenAIServer(reply=fake_teacher_reply, fail=lambda n: 500 if n == 9 else None) as first:
         assert main([*args, f"teacher.base_url={first.url}"]) == 1
     assert "re-run to resume" in capsys.readouterr().err
     assert not (out / "gream_reason.json").exists() and not (out / "dataset_info.json").exists()
-    with FakeTeacherServer(reply=fake_teacher_reply) as second:
+    with FakeOpenAIServer(reply=fake_teacher_reply) as second:
         report = run_build(capsys, *args[2:], f"teacher.base_url={second.url}")
     answered = len(first.received)  # 8, plus the one the worker may have started before the stop
     assert 8 <= answered < len(dataset.sequences)

@@ -46,11 +46,16 @@ def test_epochs_differ_and_batches_are_shuffled():
     assert not (np.diff(firsts) <= 0).all()  # batch order is not simply longest first
 
 
-@pytest.mark.parametrize("bad", [{"dataset": "gream_curriculum"}, {"packing": True}, {"val_size": 0.1},
-                                 {"max_samples": 10}, {"num_train_epochs": 0}])
-def test_refuses_what_would_undo_the_grouping(bad, tmp_path):
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"dataset": "gream_curriculum"}, "would reorder the curriculum dataset"),
+    ({"packing": True}, r"cannot be combined with \['packing'\]"),
+    ({"val_size": 0.1}, r"cannot be combined with \['val_size'\]"),
+    ({"max_samples": 10}, r"cannot be combined with \['max_samples'\]"),
+    ({"num_train_epochs": 0}, "num_train_epochs must be > 0 with group_by_length, got 0.0"),
+])  # fmt: skip
+def test_refuses_what_would_undo_the_grouping(bad, message, tmp_path):
     args = {"dataset": "gream_align", "dataset_dir": str(tmp_path), "model_name_or_path": "x", **bad}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         prepare_grouped_dataset(args, tmp_path / "out")
 
 

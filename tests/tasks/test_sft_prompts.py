@@ -15,12 +15,15 @@ def test_each_alignment_family_has_five_distinct_templates(family):
     assert len(family_templates) >= 5
     assert len({(t.instruction, t.input) for t in family_templates}) == len(family_templates)
     for t in family_templates:
-        instruction, input_ = t.render(**VALUES)
-        assert "{" not in instruction + input_
+        instruction, input_ = t.render(**VALUES)  # a placeholder outside the documented ones raises
+        assert "{" not in instruction + input_ and "}" not in instruction + input_
         used = set(FIELDS.findall(t.instruction + t.input))
-        assert set(t.requires) <= used | {"title", "description"}
+        # ``requires``: exactly the item fields the prompt shows or the answer needs, so an item
+        # without a description never gets a template that shows or asks for one
+        needed = (used | {t.output}) & {"title", "description"}
+        assert set(t.requires) == needed, t.id
         if t.output in ("title", "description"):  # the answer is not in the prompt
-            assert t.output not in used
+            assert t.output not in used, t.id
 
 
 def test_template_choice_is_seeded_and_uses_every_template():

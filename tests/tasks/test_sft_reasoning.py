@@ -3,6 +3,7 @@ import re
 from collections import Counter
 
 import pytest
+from fake_openai import FakeOpenAIServer
 from sft_fixtures import GOOD_CHAIN, behaviour, fake_teacher_reply, held_out_items
 
 from gream_verl.index.tokens import parse_index_tokens
@@ -13,7 +14,7 @@ from gream_verl.tasks.reasoning import (
     parse_chain,
     reasoning_examples,
 )
-from gream_verl.teacher import FakeTeacherServer, TeacherClient, TeacherConfig, TeacherError
+from gream_verl.teacher import TeacherClient, TeacherConfig, TeacherError
 
 GOOD = GOOD_CHAIN
 
@@ -94,7 +95,7 @@ def test_llm_teacher_against_local_server(synthetic, tmp_path):
     dataset, index = synthetic
     examples = reasoning_examples(dataset)
     expected = Counter(behaviour(dataset.items[e.target]["title"]) for e in examples)
-    with FakeTeacherServer(reply=fake_teacher_reply) as server:
+    with FakeOpenAIServer(reply=fake_teacher_reply) as server:
         result = build_reasoning(dataset, index, examples, "llm", _client(server.url, tmp_path).complete_many)
     assert server.count == len({f"{e.user}:{e.target}" for e in examples})
     assert len(result.rows) == expected.pop("good")
@@ -106,18 +107,18 @@ def test_llm_teacher_against_local_server(synthetic, tmp_path):
 def test_interrupted_run_resumes_without_repeating_requests(synthetic, tmp_path):
     dataset, index = synthetic
     examples = reasoning_examples(dataset)
-    with FakeTeacherServer(reply=fake_teacher_reply, fail=lambda n: 503 if n > 6 else None) as first:
+    with FakeOpenAIServer(reply=fake_teacher_reply, fail=lambda n: 503 if n > 6 else None) as first:
         with pytest.raises(TeacherError, match="re-run to resume"):
             build_reasoning(dataset, index, examples, "llm",
                             _client(first.url, tmp_path, max_retries=0, max_concurrency=2).complete_many)
     answered_first = [json.dumps(b["messages"], sort_keys=True) for b in first.received]
     assert 0 < len(answered_first) < len(examples)
-    with FakeTeacherServer(reply=fake_teacher_reply) as second:
+    with FakeOpenAIServer(reply=fake_teacher_reply) as second:
         resumed = build_reasoning(dataset, index, examples, "llm", _client(second.url, tmp_path).complete_many)
     answered_second = [json.dumps(b["messages"], sort_keys=True) for b in second.received]
     assert second.count == len(examples) - len(answered_first)
     assert not set(answered_first) & set(answered_second)
-    with FakeTeacherServer(reply=fake_teacher_reply) as third:
+    with FakeOpenAIServer(reply=fake_teacher_reply) as third:
         again = build_reasoning(dataset, index, examples, "llm", _client(third.url, tmp_path).complete_many)
     assert third.count == 0 and again.rows == resumed.rows
 

@@ -76,10 +76,12 @@ def test_sampling_follows_the_distribution():
     assert torch.allclose(freq, torch.tensor([0.7, 0.2, 0.1]), atol=0.03)
 
 
-@pytest.mark.parametrize("bad", [dict(max_tokens=0), dict(max_tokens=4, temperature=-1),
-                                 dict(max_tokens=4, top_p=0.0), dict(max_tokens=4, n=0)])
-def test_invalid_sampling_params_are_refused(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(("bad", "message"), [
+    (dict(max_tokens=0), "max_tokens must be >= 1, got 0"), (dict(max_tokens=4, temperature=-1), "temperature must be >= 0"),
+    (dict(max_tokens=4, top_p=0.0), r"top_p must be in \(0, 1\], got 0.0"), (dict(max_tokens=4, n=0), "n must be >= 1, got 0"),
+])  # fmt: skip
+def test_invalid_sampling_params_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
         SamplingParams(**bad)
 
 

@@ -118,6 +118,7 @@ def _probe(platform: str | None) -> dict:
     return json.loads(lines[-1][len("PROBE"):])
 
 
+@pytest.mark.slow  # a fresh interpreter importing verl
 def test_verl_selects_cpu_platform_engine_rollout_and_patches_in_a_fresh_process():
     found = _probe("cpu")
     assert found["errors"] == []
@@ -128,6 +129,7 @@ def test_verl_selects_cpu_platform_engine_rollout_and_patches_in_a_fresh_process
     assert len(found["state"]["patched"]) == len(patches.PATCHES)
 
 
+@pytest.mark.slow  # a fresh interpreter importing verl
 def test_nothing_is_patched_unless_the_cpu_platform_is_selected():
     found = _probe(None)
     assert found["errors"] == []

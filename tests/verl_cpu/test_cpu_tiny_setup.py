@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gream_verl.verl_cpu.tiny_setup import sft_examples, warm_up
@@ -40,3 +41,29 @@ def test_warm_up_learns_the_targets():
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0, prompt_len - 1 : -1]
     assert logits.argmax(-1).tolist() == ids[prompt_len:]
+
+
+def test_data_folder_comes_from_the_argument_or_gream_data_dir(tmp_path, monkeypatch):
+    from gream_verl.verl_cpu.tiny_setup import resolve_data_dir
+
+    (tmp_path / "Office").mkdir()
+    (tmp_path / "Mine").mkdir()
+    monkeypatch.delenv("GREAM_DATA_DIR", raising=False)
+    assert resolve_data_dir(tmp_path / "Mine") == tmp_path / "Mine"
+    with pytest.raises(ValueError, match="pass --data DIR .* or set GREAM_DATA_DIR"):
+        resolve_data_dir()
+    monkeypatch.setenv("GREAM_DATA_DIR", str(tmp_path))
+    assert resolve_data_dir() == tmp_path / "Office"
+    assert resolve_data_dir(tmp_path / "Mine") == tmp_path / "Mine"  # the argument wins
+    with pytest.raises(FileNotFoundError, match=r"dataset folder .*nowhere does not exist"):
+        resolve_data_dir(tmp_path / "nowhere")
+
+
+def test_cli_without_a_data_folder_says_how_to_give_one(monkeypatch, tmp_path, capsys):
+    from gream_verl.verl_cpu.tiny_setup import main
+
+    monkeypatch.delenv("GREAM_DATA_DIR", raising=False)
+    with pytest.raises(SystemExit, match="2"):
+        main([str(tmp_path / "out")])
+    assert "set GREAM_DATA_DIR" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results, indent=2))
     else:
         print(f"{dataset.name}: {results['MostPop']['examples']} test users, full ranking over all items")
-        print(format_table(table_rows(results)))
+        rows = table_rows(results)
+        columns = list(dict.fromkeys(k for row in rows for k in row))  # every row's keys, first seen first
+        print(format_table(rows, columns))
     return 0
 
 

@@ -68,8 +68,8 @@ def _pattern_sequences(n_users: int = 300, n_items: int = 60, length: int = 12, 
 def test_sasrec_learns_a_predictable_pattern():
     sequences = _pattern_sequences()
     pop = most_pop(sequences)
-    cfg = SASRecConfig(hidden=32, blocks=1, max_len=10, dropout=0.0, lr=5e-3, max_epochs=15,
-                       eval_every=5, patience=2, seed=1, threads=1)
+    cfg = SASRecConfig(hidden=32, blocks=1, max_len=10, dropouts=(0.0,), lr=5e-3, max_epochs=15,
+                       eval_every=5, patience=10, seed=1, threads=1)
     result = sasrec(sequences, cfg, progress=False)
     assert pop["recall@10"] < 0.35
     assert result["recall@10"] > 0.9
@@ -77,6 +77,24 @@ def test_sasrec_learns_a_predictable_pattern():
     assert all(0.0 <= result[k] <= 1.0 for k in ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10"))
     assert len(result["train_loss"]) == result["epochs"]
     assert not any(math.isnan(x) for x in result["train_loss"])
+    assert result["users"] == [f"u{u}" for u in range(300)] and len(result["ranks"]) == 300
+
+
+def test_sasrec_stops_after_patience_epochs_without_gain_and_picks_dropout_on_valid():
+    sequences = _pattern_sequences(n_users=60, n_items=20, length=6)
+    # lr 0: valid NDCG@10 never changes after epoch 1, so training stops at epoch 1 + patience
+    cfg = SASRecConfig(hidden=8, blocks=1, max_len=6, lr=0.0, max_epochs=50, patience=4, seed=0, threads=1)
+    result = sasrec(sequences, cfg, progress=False)
+    assert [(c["best_epoch"], c["epochs"], c["stopped_by"]) for c in result["candidates"]] == [(1, 5, "patience")] * 2
+    assert result["converged"] and [c["dropout"] for c in result["candidates"]] == [0.2, 0.5]
+    best = max(result["candidates"], key=lambda c: c["valid_ndcg@10"])
+    assert result["dropout"] == best["dropout"]
+    capped = sasrec(sequences, SASRecConfig(hidden=8, blocks=1, max_len=6, max_minutes=1e-9, threads=1), progress=False)
+    assert not capped["converged"] and capped["stopped_by"] == "time cap" and capped["epochs"] == 1
+    with pytest.raises(ValueError, match="dropouts"):
+        SASRecConfig(dropouts=())
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        SASRecConfig(patience=0)
 
 
 def test_sasrec_is_reproducible_with_a_seed():

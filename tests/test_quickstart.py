@@ -41,41 +41,88 @@ def test_missing_data_dir_says_where_to_get_the_data(tmp_path, monkeypatch):
     assert resolve_data_dir(None, "/somewhere/else") == tmp_path.resolve()  # env beats config
 
 
-def test_goal_verdict():
-    rows = [{"model": "GREAM (direct, SFT)", "recall@10": 0.09}, {"model": "MostPop", "recall@10": 0.01},
-            {"model": "SASRec", "recall@10": 0.1}]
-    text, facts = goal_verdict(rows, 0.8)
-    assert facts["reached"] and "REACHED" in text and facts["ratio_to_sasrec"] == pytest.approx(0.9)
-    rows[0]["recall@10"] = 0.05
-    text, facts = goal_verdict(rows, 0.8)
-    assert not facts["reached"] and "NOT reached" in text
-    assert goal_verdict(rows[1:], 0.8)[1] == {}
-    rows[2]["recall@10"] = 0.0  # tiny smoke runs: SASRec can score 0, and no ratio to it means anything
-    text, facts = goal_verdict(rows, 0.8)
-    assert not facts["reached"] and "not measurable" in text and "inf" not in text
+def _rows(gream, sasrec, pop=0.001, users=100, sasrec_name="SASRec (converged)"):
+    return [{"model": "GREAM (direct, SFT)", "recall@10": gream, "ndcg@10": gream / 2, "users": users},
+            {"model": "MostPop", "recall@10": pop, "ndcg@10": pop / 2, "users": users},
+            {"model": sasrec_name, "recall@10": sasrec, "ndcg@10": sasrec / 2, "users": users}]
 
 
-def test_report_scores_baselines_on_the_evaluated_users(tmp_path):
-    base = tmp_path / "baselines"
-    base.mkdir()
-    ranks = [50, 50, 0, 0]  # misses for the two evaluated users, hits for the others
+def test_goal_verdict_needs_all_users_a_converged_sasrec_and_both_metrics():
+    text, facts = goal_verdict(_rows(0.12, 0.11), [], test_users=100)
+    assert facts["reached"] and "REACHED" in text and facts["ratio_recall@10"] == pytest.approx(12 / 11)
+    text, facts = goal_verdict(_rows(0.10, 0.11), [], test_users=100)
+    assert not facts["reached"] and "NOT reached" in text and "(91%)" in text
+    rows = _rows(0.12, 0.11)
+    rows[0]["ndcg@10"] = 0.05  # ahead on Recall@10, behind on NDCG@10 (0.055)
+    assert not goal_verdict(rows, [], test_users=100)[1]["reached"]
+    text, facts = goal_verdict(_rows(0.12, 0.11), [], test_users=400)  # a subset of the test users
+    assert not facts["reached"] and "only 100 of 400 test users" in text
+    text, facts = goal_verdict(_rows(0.12, 0.11, sasrec_name="SASRec (NOT converged: time cap)"), [], 100)
+    assert not facts["reached"] and "NOT assessed" in text
+    assert goal_verdict(_rows(0.12, 0.11)[1:], [], 100)[1] == {}
+    text, facts = goal_verdict(_rows(0.0, 0.0, pop=0.0), [], 100)  # tiny runs: no ratio to 0, no inf
+    assert not facts["reached"] and "inf" not in text and facts["ratio_recall@10"] is None
+
+
+def _write_run(tmp_path, gream_users, gream_ranks, baseline_users, sasrec_ranks, pop_ranks):
+    """A fake run: eval predictions (ranked item lists) and baselines.json with 0-based ranks."""
+    base, ev = tmp_path / "baselines", tmp_path / "eval"
+    base.mkdir(parents=True)
+    ev.mkdir(parents=True)
     (base / "baselines.json").write_text(json.dumps({
-        "MostPop": {**dict.fromkeys(METRICS, 0.25), "examples": 4, "ranks": ranks},
-        "SASRec": {**dict.fromkeys(METRICS, 0.25), "examples": 4, "ranks": [50, 0, 50, 50]},
+        "MostPop": {**dict.fromkeys(METRICS, 0.0), "examples": len(baseline_users), "users": baseline_users,
+                    "ranks": pop_ranks},
+        "SASRec": {**dict.fromkeys(METRICS, 0.0), "examples": len(baseline_users), "users": baseline_users,
+                   "ranks": sasrec_ranks, "converged": True, "stopped_by": "patience"},
     }))
-    results = {
+    items = [f"i{j}" for j in range(20)]
+    lines = []
+    for user, rank in zip(gream_users, gream_ranks, strict=True):  # rank 1-based, 0 = target not in the list
+        target = items[rank - 1] if rank else "missing"
+        lines.append(json.dumps({"user": user, "target": target, "predictions": items}))
+    (ev / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+    return {
         "baselines": StageResult("baselines", base, "h", {"SASRec": {"train_loss": [3.0, 2.0]}}),
         "sft": StageResult("sft", tmp_path / "sft", "h", {"loss_curve": [[1, 5.0], [2, 4.0]]}),
-        "eval": StageResult("eval", tmp_path / "eval", "h", {"metrics": dict.fromkeys(METRICS, 0.5), "num_users": 2}),
+        "eval": StageResult("eval", ev, "h", {"metrics": {}, "num_users": len(gream_users)}),
     }
-    out = write_report(tmp_path, results, {"dataset": "Toy", "preset": "smoke"}, 0.8)
+
+
+def test_report_pairs_users_by_id_and_gives_cis_and_paired_differences(tmp_path):
+    # baselines ranked users a, b, c, d; GREAM scored d and b only (in that order)
+    results = _write_run(tmp_path, ["d", "b"], [1, 0], ["a", "b", "c", "d"],
+                         sasrec_ranks=[0, 50, 0, 0], pop_ranks=[50, 0, 50, 50])
+    out = write_report(tmp_path, results, {"dataset": "Toy", "preset": "smoke", "seed": 0})
     rows = {r["model"]: r for r in out["rows"]}
-    assert rows["MostPop"]["recall@1"] == 0.0 and rows["MostPop"]["users"] == 2  # ranks[:2], not all 4
-    assert rows["SASRec"]["recall@1"] == 0.5
-    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(rows) == {"GREAM (direct, SFT)", "MostPop", "SASRec (converged)"}
+    # on users (d, b): GREAM hits d at rank 1, misses b; SASRec hits d, misses b; MostPop the reverse
+    assert rows["GREAM (direct, SFT)"]["recall@1"] == 0.5 and rows["SASRec (converged)"]["recall@1"] == 0.5
+    assert rows["MostPop"]["recall@1"] == 0.5 and all(r["users"] == 2 for r in rows.values())
+    low, high = rows["MostPop"]["recall@1 CI"]
+    assert 0.0 <= low <= 0.5 <= high <= 1.0
+    diffs = {d["metric"]: d for d in out["differences"]}
+    assert set(diffs) == {"recall@10", "ndcg@10"} and diffs["recall@10"]["CI"] == [0.0, 0.0]
+    assert out["test_users"] == 4 and "only 2 of 4 test users" in out["verdict"]
+    assert not out["goal"]["reached"]
     text = (tmp_path / "report.md").read_text()
-    assert "| GREAM (direct, SFT)" in text and "REACHED" in text
-    assert json.loads((tmp_path / "metrics.json").read_text())["goal"]["reached"] is True
+    assert "| GREAM (direct, SFT)" in text and "Scored on 2 of 4 test users" in text and "95% CI" in text
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "metrics.json").read_text())["goal"]["users"] == 2
+
+
+def test_report_on_all_users_reaches_the_goal_when_gream_is_ahead(tmp_path):
+    users = [f"u{i}" for i in range(200)]
+    gream = [1 if i % 4 == 0 else 0 for i in range(200)]  # Recall@10 0.25
+    sasrec = [0 if i % 5 == 0 else 99 for i in range(200)]  # 0-based: Recall@10 0.20
+    results = _write_run(tmp_path, users, gream, users, sasrec, pop_ranks=[99] * 200)
+    out = write_report(tmp_path, results, {"dataset": "Toy", "preset": "default", "seed": 0})
+    assert out["goal"]["reached"] and "REACHED" in out["verdict"] and out["goal"]["all_users"]
+    d = out["goal"]["diff_recall@10_ci"]
+    assert out["goal"]["diff_recall@10"] == pytest.approx(0.05) and d[0] < 0.05 < d[1]
+    # a subset of the users must not be mistaken for all of them (a missing user is a clear error)
+    results = _write_run(tmp_path / "bad", ["zz"], [1], users, sasrec, [99] * 200)
+    with pytest.raises(ValueError, match="no test result for 1 users"):
+        write_report(tmp_path / "bad", results, {"seed": 0})
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
+import timeit
 
 TARGET = "<a_1><b_2><c_3><d_4>"
 
@@ -32,13 +32,9 @@ def hostile(size: int) -> dict[str, str]:
 
 
 def timed(fn, repeats: int) -> float:
+    """Median seconds of one call (after a warm-up call)."""
     fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(timeit.repeat(fn, number=1, repeat=repeats))
 
 
 def main(argv=None) -> int:

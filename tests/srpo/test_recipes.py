@@ -103,7 +103,10 @@ def test_run_sh_passes_the_overrides(tmp_path):
     fake.write_text(f'#!/bin/sh\nif [ "$2" = verl.trainer.main_ppo ]; then shift 2; printf "%s\\n" "$@"; '
                     f'else exec {real} "$@"; fi\n')
     fake.chmod(0o755)
+    import gream_verl
+
+    env = {"PYTHON": str(fake), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(gream_verl.__file__).parents[1])}
     out = subprocess.run([str(REPO / "recipes" / "srpo" / "gsm8k.sh"), "trainer.total_epochs=1"], capture_output=True,
-                         text=True, env={"PYTHON": str(fake), "PATH": "/usr/bin:/bin"}, check=True).stdout.splitlines()
+                         text=True, env=env, check=True).stdout.splitlines()  # the gream_verl under test
     assert out == [*recipe_overrides("gsm8k", env={}), "trainer.total_epochs=1"]
     assert RECIPES_FILE.is_file()

@@ -6,6 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Timing is not what these properties test: a loaded 2-core machine must not turn a slow example
+# into a failure (hypothesis' default deadline is 200 ms per example).
+settings.register_profile("gream", deadline=None)
+settings.load_profile("gream")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GREAM_DATA_DIR", REPO.parent / "shared" / "data"))

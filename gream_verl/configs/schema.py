@@ -129,6 +129,8 @@ class ReasonConfig:
     server_model: str | None
     api: str
     timeout: float
+    max_concurrency: int
+    max_retries: int
 
 
 @dataclass
@@ -246,13 +248,13 @@ class SASRecSection:
     hidden: int
     blocks: int
     heads: int
-    dropout: float
+    dropouts: list[float]
     lr: float
     batch_size: int
     max_epochs: int
     patience: int
     eval_every: int
-    max_minutes: float
+    max_minutes: float | None
 
 
 @dataclass

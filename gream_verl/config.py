@@ -69,9 +69,10 @@ def packaged_defaults(name: str) -> DictConfig:
 def _packaged_defaults(name: str) -> DictConfig:
     cls = schema(name)
     cfg = OmegaConf.structured(cls)
-    for f in dataclasses.fields(cls):
-        if "defaults" in f.metadata:
-            cfg = OmegaConf.merge(cfg, {f.name: _packaged_defaults(f.metadata["defaults"])})
+    sections = {f.name: _packaged_defaults(f.metadata["defaults"]) for f in dataclasses.fields(cls)
+                if "defaults" in f.metadata}
+    if sections:
+        cfg = OmegaConf.merge(cfg, sections)
     path = default_config_path(name)
     cfg = _merge_layers(cfg, cls, [(f"packaged {path}", _read_yaml(path))])
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -163,9 +164,8 @@ def _merge_layers(cfg: DictConfig, cls: type, layers: list[tuple[str, dict]]) ->
         cfg = _merge_checked(cfg, data, source)
         for f in dataclasses.fields(cls):
             if f.metadata.get("overlays") and isinstance(data.get(f.name), Mapping):
-                base = OmegaConf.masked_copy(cfg, [g.name for g in dataclasses.fields(cls) if g.name != f.name])
-                for overlay, partial in data[f.name].items():
-                    _merge_checked(base, partial or {}, f"{source} ({f.name}.{overlay})")
+                for overlay, partial in data[f.name].items():  # types of a partial config: merge it
+                    _merge_checked(OmegaConf.structured(cls), partial or {}, f"{source} ({f.name}.{overlay})")
     return cfg
 
 

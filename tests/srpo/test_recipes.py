@@ -82,7 +82,7 @@ def test_environment_fills_placeholders():
 )
 def test_a_typo_in_a_verl_key_fails(typo):
     good = recipe_overrides("instruments", env={})
-    with pytest.raises(ConfigCompositionException):
+    with pytest.raises(ConfigCompositionException, match=typo.split("=")[0].rsplit(".", 1)[-1]):
         check([*good, typo])
 
 

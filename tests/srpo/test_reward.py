@@ -40,7 +40,7 @@ def test_direct_scores(response, prefix, score):
 def test_beta_changes_the_curve():
     assert index_reward("<a_1><b_2><c_9><d_9>", TARGET, beta=1.0).score == pytest.approx(0.5)
     assert index_reward("<a_1><b_2><c_9><d_9>", TARGET, beta=2.0).score == pytest.approx(0.25)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="beta must be > 0"):
         index_reward(TARGET, TARGET, beta=0)
 
 

@@ -66,6 +66,7 @@ import torch
 from gream_verl.index.trie import DEAD, IndexTrie
 
 SHARED_PREFIX_TYPES = ("qwen3", "llama")  # model_type values our decode step is written and tested for
+PREFILL_CHUNK = 16  # prompts per prefill forward, grouped by length
 
 
 @dataclass
@@ -137,6 +138,34 @@ def _prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
     return out.past_key_values, out.logits[:, -1]
 
 
+def _prefill_by_length(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk: int):
+    """The prefill in chunks of ``chunk`` prompts of similar length, each padded only to its own
+    longest prompt (a batch of mixed lengths otherwise spends much of its prefill on padding),
+    reassembled left-aligned: per layer keys and values ``(P, kv_heads, L, head_dim)`` and the
+    last-position logits ``(P, V)``. Padding slots hold zeros and are masked by the caller."""
+    lengths = attention_mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True)
+    P, L = input_ids.shape
+    keys: list[torch.Tensor] = []
+    values: list[torch.Tensor] = []
+    logits = None
+    for start in range(0, P, chunk):
+        rows = order[start : start + chunk]
+        width = int(lengths[rows].max())
+        cache, last = _prefill(model, input_ids[rows, L - width :], attention_mask[rows, L - width :])
+        if logits is None:
+            logits = last.new_empty((P, last.shape[-1]))
+            for layer in cache.layers:
+                shape = (P, layer.keys.shape[1], L, layer.keys.shape[3])
+                keys.append(layer.keys.new_zeros(shape))
+                values.append(layer.values.new_zeros(shape))
+        logits[rows] = last
+        for i, layer in enumerate(cache.layers):
+            keys[i][rows, :, L - width :] = layer.keys
+            values[i][rows, :, L - width :] = layer.values
+    return keys, values, logits
+
+
 def supports_shared_prefix(model) -> bool:
     config = model.config
     full = all(t == "full_attention" for t in (getattr(config, "layer_types", None) or ["full_attention"]))
@@ -151,11 +180,11 @@ class SharedPrefixDecoder:
     own_keys/values     ``(layers, P, K, t, kv_heads, head_dim)``: the beams' generated tokens
     """
 
-    def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk: int = PREFILL_CHUNK):
         self.model = model
-        cache, self.first_logits = _prefill(model, input_ids, attention_mask)
-        self.prompt_keys = [layer.keys for layer in cache.layers]
-        self.prompt_values = [layer.values for layer in cache.layers]
+        self.prompt_keys, self.prompt_values, self.first_logits = _prefill_by_length(
+            model, input_ids, attention_mask, chunk
+        )
         dtype = self.prompt_keys[0].dtype
         zero = torch.zeros((), dtype=dtype, device=input_ids.device)
         self.pad_bias = torch.where(attention_mask.bool(), zero, float("-inf"))[:, None, None, :]

@@ -23,6 +23,8 @@ from gream_verl.index.trie import DEAD, IndexTrie
 # duplicate beams (scored -1e9 by transformers), not real beam-search results.
 _PLACEHOLDER_SCORE = -1.0e8
 
+ENGINES = ("auto", "hf")  # our item decoder | transformers generate() + TrieLogitsProcessor
+
 
 class TrieLogitsProcessor(LogitsProcessor):
     """Allow only continuations of a valid item index after ``prompt_length`` tokens.
@@ -151,13 +153,25 @@ def constrained_beam_search(
     num_beams: int = 20,
     eos_token_id: int | None = None,
     use_callback: bool = False,
+    engine: str = "auto",
+    names: Sequence[str] | None = None,
 ) -> list[list[Candidate]]:
     """Top-``num_beams`` items for each prompt (already chat-formatted text), best first.
 
-    Deterministic: ``do_sample=False`` overrides sampling defaults from a checkpoint's
+    ``engine="auto"`` runs :mod:`gream_verl.infer.engine` (one prefill per prompt, beams that
+    share it; same rankings); ``engine="hf"`` (or ``use_callback``) runs ``generate()`` with the
+    trie processor below, kept for comparison. ``names`` label prompts in error messages.
+
+    ``generate()`` path: deterministic: ``do_sample=False`` overrides sampling defaults from a checkpoint's
     ``generation_config.json``; ``length_penalty=0`` ranks by the plain sum of log-probs.
     ``use_callback`` swaps in the slow per-beam ``prefix_allowed_tokens_fn`` (for comparison).
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {' | '.join(ENGINES)}, got {engine!r}")
+    if engine == "auto" and not use_callback:
+        from gream_verl.infer.engine import item_beam_search
+
+        return item_beam_search(model, tokenizer, trie, prompts, num_beams, eos_token_id, names=names)
     if not prompts:
         return []
     num_beams = max(1, min(int(num_beams), trie.num_items))
@@ -186,12 +200,14 @@ def constrained_beam_search(
         top_k=None,
         return_dict_in_generate=True,
         output_scores=True,
+        output_logits=num_beams == 1,
         **kwargs,
     )
     generated = out.sequences[:, prompt_length:].cpu()
     scores = getattr(out, "sequences_scores", None)
-    if scores is None:  # num_beams == 1 is greedy search: sum the chosen tokens' log-probs
-        steps = torch.stack(out.scores, dim=1).log_softmax(dim=-1).cpu()
+    if scores is None:  # num_beams == 1 is greedy search: sum the chosen tokens' log-probs,
+        # normalised over the full vocabulary (raw logits, not the trie-masked scores)
+        steps = torch.stack(out.logits, dim=1).float().log_softmax(dim=-1).cpu()
         chosen = steps.gather(2, generated[:, : steps.shape[1], None]).squeeze(2)
         keep = torch.ones_like(chosen, dtype=torch.bool)
         ended = torch.cumsum((generated[:, : steps.shape[1]] == eos).long(), dim=1)

@@ -39,20 +39,30 @@ def rank_examples(
     prompt_fn: common.PromptFn | None = None,
     chat_template_kwargs: dict | None = None,
     progress: bool = True,
+    engine: str = "auto",
 ) -> list[list[Candidate]]:
-    """Top-``beams`` candidates for each example, best first, in left-padded batches."""
+    """Top-``beams`` candidates for each example, best first, in left-padded batches.
+
+    Prompts are batched in order of token length (less padding; a prompt's result does not
+    depend on its batch) and returned in the order of ``examples``. ``engine``: ``auto`` (the
+    item decoder of :mod:`gream_verl.infer.engine`) or ``hf`` (``generate()``)."""
     from tqdm import tqdm
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     prompt_fn = prompt_fn or common.seqrec_messages
     texts = [common.chat_text(tokenizer, prompt_fn(e, dataset, index), chat_template_kwargs) for e in examples]
-    out: list[list[Candidate]] = []
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    out: list[list[Candidate] | None] = [None] * len(texts)
     bar = tqdm(total=len(texts), desc="direct eval", unit="user", disable=not progress)
-    for start in range(0, len(texts), batch_size):
-        batch = texts[start : start + batch_size]
-        out.extend(constrained_beam_search(model, tokenizer, trie, batch, num_beams=beams))
-        bar.update(len(batch))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        ranked = constrained_beam_search(model, tokenizer, trie, [texts[i] for i in rows], num_beams=beams,
+                                         engine=engine, names=[examples[i].user for i in rows])  # fmt: skip
+        for i, row in zip(rows, ranked, strict=True):
+            out[i] = row
+        bar.update(len(rows))
     bar.close()
     return out
 
@@ -78,7 +88,7 @@ def evaluate_direct(cfg: DictConfig, model=None, tokenizer=None, prompt_fn: comm
             model, tokenizer, trie, local, dataset, index,
             beams=int(cfg.beams), batch_size=int(cfg.batch_size), prompt_fn=prompt_fn,
             chat_template_kwargs=dict(cfg.chat_template_kwargs or {}),
-            progress=bool(cfg.progress) and shards.is_main,
+            progress=bool(cfg.progress) and shards.is_main, engine=str(cfg.get("engine", "auto")),
         )  # fmt: skip
         ranked = shards.gather([[(c.item, c.score) for c in row] for row in ranked_local])
         rankings = [[item for item, _ in row] for row in ranked]
@@ -93,7 +103,8 @@ def evaluate_direct(cfg: DictConfig, model=None, tokenizer=None, prompt_fn: comm
                 "model": str(cfg.model), "data": str(cfg.data), "index": str(cfg.index), "split": cfg.split,
                 "beams": int(cfg.beams), "batch_size": int(cfg.batch_size), "limit": cfg.limit,
                 "max_history": int(cfg.max_history), "prompt_template": int(cfg.prompt_template),
-                "world_size": shards.world, "decoding": "trie-constrained beam search, do_sample=False, length_penalty=0",
+                "world_size": shards.world, "engine": str(cfg.get("engine", "auto")),
+                "decoding": "trie-constrained beam search, do_sample=False, length_penalty=0",
             },  # fmt: skip
             "index_collisions": index.num_collisions,
             "trie": {"nodes": trie.num_nodes, "items": trie.num_items, "mb": round(trie.nbytes() / 2**20, 3)},

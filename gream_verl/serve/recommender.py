@@ -80,8 +80,10 @@ class Recommender:
             raise ValueError(f"beams must be >= 1, got {self.beams}")
         if self.max_history < 1:
             raise ValueError(f"max_history must be >= 1 for serving, got {self.max_history}")
-        self.engine_kwargs = decoder_engine_kwargs(cfg.serve.engine)
-        self.engine = decoder_engine_name(cfg.serve.engine)
+        # serve.engine (--engine), else the eval config's engine key where this version has one
+        engine = cfg.serve.engine if cfg.serve.get("engine") is not None else cfg.get("engine")
+        self.engine_kwargs = decoder_engine_kwargs(engine)
+        self.engine = decoder_engine_name(engine)
         # Requests may name items by ASIN where the catalogue has them.
         self.by_asin = {m["asin"]: i for i, m in dataset.items.items() if m.get("asin") and i in index}
         self.chat_kwargs = dict(cfg.chat_template_kwargs or {})

@@ -26,7 +26,7 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m gream_verl.cli serve ...`` in a subprocess; :meth:`stop` always ends it."""
 
-    def __init__(self, args: list[str], log_path: Path, startup_s: float = 90.0):
+    def __init__(self, args: list[str], log_path: Path, startup_s: float = 300.0):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path

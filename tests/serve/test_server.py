@@ -13,8 +13,15 @@ import pytest
 from gream_verl.io import read_json
 
 
-def post(server, body, **kwargs) -> httpx.Response:
-    return httpx.post(server.url + "/v1/recommend", json=body, timeout=60.0, **kwargs)
+@pytest.fixture(scope="module")
+def http(server):
+    """One client for the module (``httpx.post`` builds a new client, and an SSL context, per call)."""
+    with httpx.Client(base_url=server.url, timeout=60.0) as client:
+        yield client
+
+
+def post(http, body) -> httpx.Response:
+    return http.post("/v1/recommend", json=body)
 
 
 @pytest.fixture(scope="module")
@@ -40,23 +47,23 @@ def expected_ranking(tiny_lm, tiny_index, tiny_data_dir, history, beams):
     return [(c.item, c.score) for c in row]
 
 
-def test_info_and_health(server, tiny_index):
-    health = httpx.get(server.url + "/healthz", timeout=10.0)
+def test_info_and_health(http, tiny_index):
+    health = http.get("/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok"
-    info = httpx.get(server.url + "/v1/info", timeout=10.0).json()
+    info = http.get("/v1/info").json()
     assert info["catalogue_size"] == 60
     assert info["index_levels"] == max(len(t) for t in tiny_index.tokens.values())
     assert info["beams"] == 10 and info["max_history"] == 5
     assert info["batching"]["max_batch"] == 32 and info["batching"]["max_wait_ms"] == 20.0
     assert info["engine"]
-    assert httpx.get(server.url + "/docs", timeout=10.0).status_code == 200
-    paths = httpx.get(server.url + "/openapi.json", timeout=10.0).json()["paths"]
+    assert http.get("/docs").status_code == 200
+    paths = http.get("/openapi.json").json()["paths"]
     assert {"/v1/recommend", "/v1/info", "/healthz"} <= set(paths)
 
 
-def test_direct_items_match_the_decoder(server, tiny_lm, tiny_index, tiny_data_dir, histories):
+def test_direct_items_match_the_decoder(http, tiny_lm, tiny_index, tiny_data_dir, histories):
     history = histories[0]
-    r = post(server, {"history": history, "k": 7})
+    r = post(http, {"history": history, "k": 7})
     assert r.status_code == 200, r.text
     body = r.json()
     want = expected_ranking(tiny_lm, tiny_index, tiny_data_dir, history, beams=10)[:7]
@@ -72,23 +79,23 @@ def test_direct_items_match_the_decoder(server, tiny_lm, tiny_index, tiny_data_d
     assert body["history"] == {"items": history, "received": len(history), "truncated": False}
 
 
-def test_rankings_are_deterministic(server, histories):
-    first, second = (post(server, {"history": histories[3], "k": 10}).json() for _ in range(2))
+def test_rankings_are_deterministic(http, histories):
+    first, second = (post(http, {"history": histories[3], "k": 10}).json() for _ in range(2))
     assert first["items"] == second["items"]
     assert len({x["item"] for x in first["items"]}) == 10  # distinct
 
 
-def test_long_history_is_cut_to_the_most_recent_items(server, tiny_data_dir):
+def test_long_history_is_cut_to_the_most_recent_items(http, tiny_data_dir):
     items = list(read_json(tiny_data_dir / "Tiny.item.json"))[:8]
-    long = post(server, {"history": items, "k": 5}).json()
-    recent = post(server, {"history": items[-5:], "k": 5}).json()
+    long = post(http, {"history": items, "k": 5}).json()
+    recent = post(http, {"history": items[-5:], "k": 5}).json()
     assert long["history"] == {"items": items[-5:], "received": 8, "truncated": True}
     assert long["items"] == recent["items"]
 
 
-def test_integer_ids_are_accepted(server, histories):
-    as_int = post(server, {"history": [int(i) for i in histories[1]], "k": 3}).json()
-    as_str = post(server, {"history": histories[1], "k": 3}).json()
+def test_integer_ids_are_accepted(http, histories):
+    as_int = post(http, {"history": [int(i) for i in histories[1]], "k": 3}).json()
+    as_str = post(http, {"history": histories[1], "k": 3}).json()
     assert as_int["items"] == as_str["items"]
 
 
@@ -108,19 +115,19 @@ def test_integer_ids_are_accepted(server, histories):
         ({"history": ["0"], "mode": "reason", "top_p": 1.5}, 422, r"body\.top_p: Input should be less than or equal to 1"),
     ],
 )  # fmt: skip
-def test_bad_requests_get_a_4xx_that_names_the_problem(server, body, status, match):
-    r = post(server, body)
+def test_bad_requests_get_a_4xx_that_names_the_problem(http, body, status, match):
+    r = post(http, body)
     assert r.status_code == status, r.text
     assert re.search(match, r.json()["detail"]), r.json()["detail"]
     if "nope" in json.dumps(body):
         assert r.json()["unknown"] == ["nope", "999"]
 
 
-def test_malformed_json_and_oversized_bodies(server, histories):
-    bad = httpx.post(server.url + "/v1/recommend", content=b'{"history": ["0",', timeout=10.0,
-                     headers={"content-type": "application/json"})  # fmt: skip
+def test_malformed_json_and_oversized_bodies(http, histories):
+    bad = http.post("/v1/recommend", content=b'{"history": ["0",',
+                    headers={"content-type": "application/json"})  # fmt: skip
     assert bad.status_code == 400 and re.search(r"malformed JSON body", bad.json()["detail"]), bad.text
-    big = post(server, {"history": [str(i % 60) for i in range(2000)]})
+    big = post(http, {"history": [str(i % 60) for i in range(2000)]})
     assert big.status_code == 413 and re.search(r"larger than 4096 bytes", big.json()["detail"]), big.text
 
     def chunks():  # no Content-Length: the limit must count the bytes as they arrive
@@ -129,23 +136,22 @@ def test_malformed_json_and_oversized_bodies(server, histories):
             yield b'"1", "2", "3", '
         yield b'"4"]}'
 
-    chunked = httpx.post(server.url + "/v1/recommend", content=chunks(), timeout=10.0,
-                         headers={"content-type": "application/json"})  # fmt: skip
+    chunked = http.post("/v1/recommend", content=chunks(), headers={"content-type": "application/json"})  # fmt: skip
     assert chunked.status_code == 413, chunked.text
-    assert post(server, {"history": histories[0], "k": 2}).status_code == 200  # still serving
+    assert post(http, {"history": histories[0], "k": 2}).status_code == 200  # still serving
 
 
-def test_slow_client_does_not_block_others(server, histories):
+def test_slow_client_does_not_block_others(server, http, histories):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
         slow.sendall(b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 200\r\n\r\n{\"history\": [")  # fmt: skip
-        r = post(server, {"history": histories[2], "k": 3}, )
+        r = post(http, {"history": histories[2], "k": 3})
         assert r.status_code == 200, r.text
 
 
-def test_concurrent_requests_equal_sequential_ones(server, histories):
+def test_concurrent_requests_equal_sequential_ones(server, http, histories):
     bodies = [{"history": histories[i % len(histories)][-(1 + i % 5) :], "k": 10} for i in range(50)]
-    sequential = [post(server, b).json() for b in bodies]
+    sequential = [post(http, b).json() for b in bodies]
 
     async def all_at_once():
         async with httpx.AsyncClient(base_url=server.url, timeout=60.0) as client:
@@ -156,13 +162,13 @@ def test_concurrent_requests_equal_sequential_ones(server, histories):
         assert [x["item"] for x in conc["items"]] == [x["item"] for x in seq["items"]]
         assert [x["log_prob"] for x in conc["items"]] == pytest.approx([x["log_prob"] for x in seq["items"]], abs=1e-4)
     assert max(r["batch_size"] for r in concurrent) > 1  # they were batched
-    stats = httpx.get(server.url + "/v1/info", timeout=10.0).json()["stats"]["direct"]
+    stats = http.get("/v1/info").json()["stats"]["direct"]
     assert stats["largest_batch"] > 1 and stats["failed_batches"] == 0
 
 
-def test_reason_mode_returns_reasoning_and_valid_items(server, tiny_index, histories):
+def test_reason_mode_returns_reasoning_and_valid_items(http, tiny_index, histories):
     body = {"history": histories[4], "mode": "reason", "k": 3, "seed": 7, "temperature": 1.0}
-    first, second = post(server, body), post(server, body)
+    first, second = post(http, body), post(http, body)
     assert first.status_code == 200, first.text
     a, b = first.json(), second.json()
     assert a["reasoning"].endswith("<answer>")

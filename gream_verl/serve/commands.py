@@ -19,6 +19,8 @@ SERVE_DEFAULTS = {
     "max_new_tokens": 1024,  # reason mode: the largest reasoning budget a request may ask for
     "engine": None,  # constrained decoder engine (None: the decoder's default)
     "graceful_timeout_s": 30,  # SIGTERM: how long in-flight requests may still take
+    "keep_alive_s": 75,  # idle keep-alive connections; longer than clients' pool expiry (httpx: 5 s),
+    # so that a server never closes a connection a client has just picked to send a request on
     "log_level": "info",
 }
 
@@ -47,7 +49,8 @@ def serve(args: argparse.Namespace) -> None:
         raise ValueError(f"--port must be between 0 and 65535, got {s.port}")
     app = create_app(Recommender.load(cfg), s)
     config = uvicorn.Config(app, host=str(s.host), port=int(s.port), log_level=str(s.log_level),
-                            timeout_graceful_shutdown=int(s.graceful_timeout_s), access_log=False)  # fmt: skip
+                            timeout_graceful_shutdown=int(s.graceful_timeout_s), timeout_keep_alive=int(s.keep_alive_s),
+                            access_log=False)  # fmt: skip
     uvicorn.Server(config).run()
 
 

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "gream_verl.tasks.commands",
     "gream_verl.srpo.commands",
     "gream_verl.infer.commands",
+    "gream_verl.serve.commands",
     "gream_verl.quickstart",
 )
 

@@ -134,6 +134,20 @@ class ReasonConfig:
 
 
 @dataclass
+class ServeConfig:
+    host: str
+    port: int
+    max_batch: int
+    max_wait_ms: float
+    max_queue: int
+    max_body_bytes: int
+    max_new_tokens: int
+    graceful_timeout_s: int
+    keep_alive_s: int
+    log_level: str
+
+
+@dataclass
 class EvalConfig:
     model: str | None
     data: str | None
@@ -155,6 +169,7 @@ class EvalConfig:
     ndcg_ks: list[int]
     pass_ks: list[int]
     reason: ReasonConfig
+    serve: ServeConfig
 
 
 # --- rl_data.yaml: gream rl build ----------------------------------------------------------------

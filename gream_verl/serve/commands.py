@@ -1,7 +1,7 @@
 """``gream serve``: load a model, its index and catalogue once, then answer HTTP requests.
 
 Settings are the ``eval`` config (prompt template, beams, max_history, reasoning defaults,
-device) plus a ``serve`` section (:data:`SERVE_DEFAULTS`); flags set the common ones and
+device) plus its ``serve`` section (defaults and comments in ``configs/eval.yaml``); flags set the common ones and
 ``key=value`` overrides the rest, e.g. ``serve.max_batch=1 beams=10``.
 """
 
@@ -9,29 +9,17 @@ from __future__ import annotations
 
 import argparse
 
-SERVE_DEFAULTS = {
-    "host": "127.0.0.1",
-    "port": 8000,
-    "max_batch": 32,  # direct-mode requests per decoder call (1 = no batching)
-    "max_wait_ms": 5.0,  # how long the first request of a batch waits for company
-    "max_queue": 1024,  # requests waiting beyond this get 503
-    "max_body_bytes": 65536,  # larger request bodies get 413
-    "max_new_tokens": 1024,  # reason mode: the largest reasoning budget a request may ask for
-    "engine": None,  # constrained decoder engine (None: the decoder's default)
-    "graceful_timeout_s": 30,  # SIGTERM: how long in-flight requests may still take
-    "keep_alive_s": 75,  # idle keep-alive connections; longer than clients' pool expiry (httpx: 5 s),
-    # so that a server never closes a connection a client has just picked to send a request on
-    "log_level": "info",
-}
+SERVE_FLAGS = ("host", "port", "max_batch", "max_wait_ms")  # flags that set keys of the `serve` section
 
 
 def serve_config(args: argparse.Namespace):
     """The ``eval`` config with flags, a ``serve`` section and the ``key=value`` overrides."""
     from gream_verl.config import load_config
 
-    serve = {k: (getattr(args, k, None) if getattr(args, k, None) is not None else v) for k, v in SERVE_DEFAULTS.items()}
+    serve = {k: getattr(args, k) for k in SERVE_FLAGS if getattr(args, k, None) is not None}
     return load_config("eval", args.config, args.overrides, model=args.model, data=args.data, index=args.index,
-                       device=args.device, beams=args.beams, max_history=args.max_history, serve=serve)  # fmt: skip
+                       device=args.device, beams=args.beams, max_history=args.max_history, engine=args.engine,
+                       serve=serve or None)  # fmt: skip
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -73,7 +61,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--beams", type=int, default=None, help="beam width = the largest k (default 20)")
     p.add_argument("--max-history", dest="max_history", type=int, default=None,
                    help="longer histories are cut to the most recent items (default 20)")  # fmt: skip
-    p.add_argument("--engine", default=None, help="constrained decoder engine, when the decoder has one")
+    p.add_argument("--engine", default=None, help="auto (item decoder) | hf (generate(), for comparison); default: eval.yaml engine")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:1")
     p.add_argument("--config", default=None, help="YAML merged over gream_verl/configs/eval.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. serve.max_queue=256 reason.temperature=1.0")

@@ -15,7 +15,6 @@ then fixes the answer whatever else the server is doing.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,29 +43,6 @@ class History:
         return len(self.items) < self.received
 
 
-def decoder_engine_kwargs(engine: str | None) -> dict:
-    """``{"engine": engine}`` for the constrained decoder, or ``{}`` when ``engine`` is None (the
-    decoder's default). A decoder without an ``engine`` parameter only has ``generate()``."""
-    if engine is None:
-        return {}
-    from gream_verl.infer.constrained import constrained_beam_search
-
-    if "engine" not in inspect.signature(constrained_beam_search).parameters:
-        raise ValueError(f"serve.engine={engine!r}: this constrained decoder has no engine option "
-                         "(it always uses generate()); leave serve.engine unset")  # fmt: skip
-    return {"engine": engine}
-
-
-def decoder_engine_name(engine: str | None) -> str:
-    """The engine a decode runs with: the configured one, else the decoder's default."""
-    if engine is not None:
-        return str(engine)
-    from gream_verl.infer.constrained import constrained_beam_search
-
-    param = inspect.signature(constrained_beam_search).parameters.get("engine")
-    return "hf (generate)" if param is None else str(param.default)
-
-
 class Recommender:
     """Loaded model + index + catalogue; ``cfg`` is an ``eval`` config with a ``serve`` section."""
 
@@ -80,10 +56,9 @@ class Recommender:
             raise ValueError(f"beams must be >= 1, got {self.beams}")
         if self.max_history < 1:
             raise ValueError(f"max_history must be >= 1 for serving, got {self.max_history}")
-        # serve.engine (--engine), else the eval config's engine key where this version has one
-        engine = cfg.serve.engine if cfg.serve.get("engine") is not None else cfg.get("engine")
-        self.engine_kwargs = decoder_engine_kwargs(engine)
-        self.engine = decoder_engine_name(engine)
+        self.engine = str(cfg.engine)  # auto (the item decoder) | hf (generate(), for comparison)
+        if self.engine not in ("auto", "hf"):
+            raise ValueError(f"engine must be auto or hf, got {self.engine!r}")
         # Requests may name items by ASIN where the catalogue has them.
         self.by_asin = {m["asin"]: i for i, m in dataset.items.items() if m.get("asin") and i in index}
         self.chat_kwargs = dict(cfg.chat_template_kwargs or {})
@@ -142,7 +117,7 @@ class Recommender:
 
         prompts = [self.direct_prompt(h) for h in histories]
         ranked = constrained_beam_search(self.model, self.tokenizer, self.trie, prompts, num_beams=self.beams,
-                                         **self.engine_kwargs)  # fmt: skip
+                                         engine=self.engine)  # fmt: skip
         return [[(c.item, c.score) for c in row] for row in ranked]
 
     def reason(self, history: tuple[str, ...], k: int, sampling: dict) -> tuple[str, list[str]]:

@@ -212,7 +212,7 @@ def main() -> None:
     parser.add_argument("--office", default=str(OFFICE), help="Office LC-Rec folder (skipped if absent)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: no OpenMP spinning on a shared CPU)")
     parser.add_argument("--max-history", type=int, default=20, help="items per history (prompt length)")
     parser.add_argument("--out", default="runs/bench/decode_bench.json")
     args = parser.parse_args()

@@ -104,3 +104,21 @@ def test_chat_template_kwargs_pass_through_and_nulls_are_dropped(tiny_lm):
     assert chat_text(tokenizer, messages, {"enable_thinking": None}) == chat_text(tokenizer, messages)
     assert chat_text(tokenizer, messages).endswith("<|im_start|>assistant\n")
     assert chat_text(tokenizer, messages, {"enable_thinking": False}).endswith("<think>\n\n</think>\n\n")
+
+
+def test_eval_direct_engines_agree(capsys, tmp_path, tiny_data_dir, tiny_model_dir):
+    """``engine=hf`` (generate()) and the default item decoder rank the same items."""
+    runs = {}
+    for engine in ("auto", "hf"):
+        path = tmp_path / f"{engine}.jsonl"
+        code, stdout, err = run_cli(
+            capsys, "eval", "direct", "--model", str(tiny_model_dir), "--data", str(tiny_data_dir),
+            "--index", str(tiny_data_dir / "Tiny.index.json"), "--beams", "8", "--limit", "6", "--json",
+            "--out", str(tmp_path / f"{engine}.json"), "--save-predictions", str(path), "progress=false", f"engine={engine}",
+        )  # fmt: skip
+        assert code == 0, err
+        assert json.loads(stdout)["settings"]["engine"] == engine
+        runs[engine] = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["predictions"] for r in runs["auto"]] == [r["predictions"] for r in runs["hf"]]
+    for a, b in zip(runs["auto"], runs["hf"], strict=True):
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-4)

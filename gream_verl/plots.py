@@ -239,9 +239,11 @@ def _sasrec_lines(results: Mapping[str, Any]) -> list[str]:
               "epochs": c["epochs"], "stopped_by": c["stopped_by"], "wall_s": f"{c['wall_s']:.0f}"}
              for c in s["candidates"]]
     return ["## SASRec baseline", "",
-            f"Trained to convergence: early stopping on valid NDCG@10 (patience {s.get('patience')} epochs), "
-            f"dropout chosen on the validation split (chosen: {s.get('dropout')}); {s.get('wall_s', 0) / 60:.1f} min "
-            "in all.", "", format_table(cands), ""]
+            f"Early stopping on valid NDCG@10 (patience {s.get('patience')} epochs), dropout chosen on the "
+            f"validation split (chosen: {s.get('dropout')}); {s.get('wall_s', 0) / 60:.1f} min in all; "
+            + ("converged (every candidate stopped by patience)." if s.get("converged")
+               else "**NOT converged** (a candidate was stopped by the time cap or max_epochs)."),
+            "", format_table(cands), ""]
 
 
 def write_report(root: Path, results: Mapping[str, Any], config: dict) -> dict:

@@ -82,7 +82,10 @@ def _write_run(tmp_path, gream_users, gream_ranks, baseline_users, sasrec_ranks,
         lines.append(json.dumps({"user": user, "target": target, "predictions": items}))
     (ev / "predictions.jsonl").write_text("\n".join(lines) + "\n")
     return {
-        "baselines": StageResult("baselines", base, "h", {"SASRec": {"train_loss": [3.0, 2.0]}}),
+        "baselines": StageResult("baselines", base, "h", {"SASRec": {
+            "train_loss": [3.0, 2.0], "patience": 20, "dropout": 0.5, "converged": False, "wall_s": 60.0,
+            "candidates": [{"dropout": 0.5, "valid_ndcg@10": 0.05, "best_epoch": 2, "epochs": 2,
+                            "stopped_by": "time cap", "wall_s": 60.0}]}}),
         "sft": StageResult("sft", tmp_path / "sft", "h", {"loss_curve": [[1, 5.0], [2, 4.0]]}),
         "eval": StageResult("eval", ev, "h", {"metrics": {}, "num_users": len(gream_users)}),
     }
@@ -106,6 +109,7 @@ def test_report_pairs_users_by_id_and_gives_cis_and_paired_differences(tmp_path)
     assert not out["goal"]["reached"]
     text = (tmp_path / "report.md").read_text()
     assert "| GREAM (direct, SFT)" in text and "Scored on 2 of 4 test users" in text and "95% CI" in text
+    assert "patience 20 epochs" in text and "**NOT converged**" in text and "| time cap" in text
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "metrics.json").read_text())["goal"]["users"] == 2
 

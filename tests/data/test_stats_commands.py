@@ -117,7 +117,7 @@ def test_bad_item_json_names_the_file(tmp_path):
 def test_missing_path_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         gream_data("stats", tmp_path / "nowhere")
-    with pytest.raises(FileNotFoundError, match="no Amazon reviews file"):
+    with pytest.raises(ValueError, match=r"no known dataset format \(no files\)\. Formats tried:\n  lcrec"):
         gream_data("stats", tmp_path)
 
 

@@ -35,13 +35,11 @@ import pyarrow.compute as pc
 
 from gream_verl.data.jsonlines import JsonLinesReader
 from gream_verl.data.raw import InteractionLog, ReviewSnippets, assemble
-from gream_verl.data.rec_dataset import RecDataset, clean_text
+from gream_verl.data.rec_dataset import RecDataset, clean_text, strip_tags
 
 log = logging.getLogger(__name__)
 
 _SUFFIXES = (".json.gz", ".json")
-_TAG = re.compile(r"<[^<>]{1,200}>")
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
 
 
 @dataclass(frozen=True)
@@ -215,13 +213,6 @@ def flat_categories(categories) -> str:
             if name and name not in flat:
                 flat.append(name)
     return ", ".join(flat)
-
-
-def strip_tags(text: str) -> str:
-    """2018 meta text carries HTML markup (``<b>``, ``<br>``); keep only the words."""
-    if "<" not in text:
-        return text
-    return _SPACE_BEFORE_PUNCT.sub(r"\1", clean_text(_TAG.sub(" ", text)))
 
 
 def load_amazon_raw(

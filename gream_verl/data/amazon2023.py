@@ -7,7 +7,8 @@ Two forms of the release:
               it, e.g. a colour, and is ignored), timestamp (milliseconds), rating, title, text
       meta    ``meta_<Category>.jsonl``: parent_asin, title, description (list), features
               (list), store, categories (list), details (object; not used)
-    Item text: ``title``; ``description`` = the description paragraphs then the features;
+    Item text: ``title``; ``description`` = the description paragraphs, then
+    ``Features: a; b``;
     ``brand`` = store; ``categories`` = the category path. A review line without user_id,
     parent_asin or an integer timestamp is a bad line (``on_bad_lines``, see ``amazon.py``).
   * the benchmark CSVs (``user_id,parent_asin,rating,timestamp[,history]``): one file
@@ -29,10 +30,10 @@ from gream_verl.data.amazon import (
     flat_categories,
     load_reviews_and_meta,
     paragraphs,
-    strip_tags,
+    read_meta,
 )
 from gream_verl.data.jsonlines import first_line, parse_line
-from gream_verl.data.rec_dataset import RecDataset, clean_text
+from gream_verl.data.rec_dataset import RecDataset, clean_text, strip_tags
 from gream_verl.data.table import TableColumns, load_table, table_columns, table_kind
 
 FIELDS_2023 = ReviewFields(user="user_id", item="parent_asin", time="timestamp", summary="title", text="text")
@@ -58,7 +59,8 @@ def is_benchmark_csv(path: Path) -> bool:
 
 def meta_fields_2023(record: dict) -> dict[str, str]:
     """Title, description (+ features), brand (the store) and categories of a 2023 meta record."""
-    description = " ".join(p for p in (paragraphs(record.get("description")), paragraphs(record.get("features"))) if p)
+    features = "; ".join(f for f in (clean_text(x) for x in record.get("features") or []) if f)
+    description = " ".join(p for p in (paragraphs(record.get("description")), features and f"Features: {features}") if p)
     fields = {
         "title": strip_tags(clean_text(record.get("title"))),
         "description": strip_tags(description),
@@ -141,8 +143,6 @@ def load_amazon2023_csv(
     dataset = load_table(files, name=name or files[0].name.split(".")[0], k=k, columns=CSV_COLUMNS,
                          on_bad_lines=on_bad_lines, id_field="asin")
     if meta_file is not None:
-        from gream_verl.data.amazon import read_meta
-
         asins = {fields["asin"]: i for i, fields in dataset.items.items()}
         text = read_meta(meta_file, set(asins), on_bad_lines, dataset.problems, key="parent_asin",
                          fields_of=meta_fields_2023)

@@ -15,7 +15,7 @@ Documented behaviour shared by the raw formats:
     ids; the raw item id is kept in the item's ``id_field`` (``asin`` or ``raw_id``);
   * items without a text record keep only that id (``problems["items_without_meta"]``);
   * review text: the first ``reviews_per_item`` reviews with text of an item, in file order,
-    each cut to ``review_chars``, joined by `` | `` into the item's ``reviews`` field.
+    HTML tags stripped, each cut to ``review_chars``, joined by `` | `` into ``reviews``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gream_verl.data.kcore import Interactions, build_sequences
-from gream_verl.data.rec_dataset import RecDataset, clean_text
+from gream_verl.data.rec_dataset import RecDataset, clean_text, strip_tags
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class ReviewSnippets:
         rows = rows[self.count[item_codes[rows]] + seen_in_batch < self.per_item]
         summary_values, text_values = summaries.take(rows).to_pylist(), texts.take(rows).to_pylist()
         for code, summary, text in zip(item_codes[rows].tolist(), summary_values, text_values, strict=True):
-            snippet = clean_text(" ".join(p for p in (_sentence(summary), clean_text(text)) if p))
+            snippet = strip_tags(clean_text(" ".join(p for p in (_sentence(summary), clean_text(text)) if p)))
             if snippet:
                 self.kept.setdefault(code, []).append(snippet[: self.chars].rstrip())
         np.add.at(self.count, item_codes[rows], 1)

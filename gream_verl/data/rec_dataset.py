@@ -19,6 +19,8 @@ ITEM_FIELDS = (*ITEM_TEXT_FIELDS, "asin", "raw_id")
 log = logging.getLogger(__name__)
 
 _WS = re.compile(r"\s+")
+_TAG = re.compile(r"<[^<>]{1,200}>")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
 
 
 def clean_text(value) -> str:
@@ -29,6 +31,13 @@ def clean_text(value) -> str:
         parts = [clean_text(v) for v in value]
         value = ", ".join(p for p in parts if p)
     return _WS.sub(" ", html.unescape(str(value))).strip()
+
+
+def strip_tags(text: str) -> str:
+    """Amazon text carries HTML markup (``<b>``, ``<br />``); keep only the words."""
+    if "<" not in text:
+        return text
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", clean_text(_TAG.sub(" ", text)))
 
 
 @dataclass

@@ -145,7 +145,8 @@ def _ids(path: Path, column: pa.Array, name: str) -> pa.Array:
 
 
 class _TimeParser:
-    """Timestamps -> int64 sort keys; the kind (int, decimal, date) is fixed by the first block."""
+    """Timestamps -> int64 sort keys; the kind (int, decimal, date) is fixed by the first block
+    (by most of its values) and then holds for every block and every file of one table."""
 
     def __init__(self):
         self.kind: str | None = None
@@ -156,8 +157,8 @@ class _TimeParser:
             return self._dates(pd.to_datetime(column.to_pandas(), utc=True, errors="coerce"))
         series = column.to_pandas()
         numbers = pd.to_numeric(series, errors="coerce")
-        if self.kind is None:
-            numeric = numbers.notna().sum() == series.notna().sum()
+        if self.kind is None:  # by most values, so one bad value does not decide
+            numeric = numbers.notna().sum() * 2 >= series.notna().sum() > 0
             integral = numeric and bool((numbers.dropna() % 1 == 0).all())
             self.kind = ("int" if integral else "decimal") if numeric else "date"
         if self.kind == "date":
@@ -181,8 +182,10 @@ def read_table(
     interactions: InteractionLog,
     on_bad_lines: str = "warn",
     problems: dict[str, int] | None = None,
+    times_of: _TimeParser | None = None,
 ) -> None:
-    """Stream the interaction rows of one table file into ``interactions``."""
+    """Stream the interaction rows of one table file into ``interactions`` (``times_of``:
+    the timestamp parser shared by the files of one table)."""
     from tqdm.auto import tqdm
 
     if on_bad_lines not in ON_BAD_LINES:
@@ -198,7 +201,7 @@ def read_table(
         wanted["rating"] = c.rating
     _require(path, table_columns(path), wanted)
     names = list(wanted.values())
-    times_of = _TimeParser()
+    times_of = times_of or _TimeParser()
     first_row = 1
     with tqdm(desc=f"reading {path.name}", unit=" rows", mininterval=1.0, unit_scale=True) as bar:
         for batch in _batches(path, names):
@@ -218,26 +221,29 @@ def read_table(
                 below = ~bad[c.rating] & (rating < c.min_rating)
                 problems["below_min_rating"] += int(below.sum())
                 keep &= ~below
-            for column, mask in bad.items():
-                if mask.any():
-                    _bad_rows(path, batch, names.index(column), column, np.flatnonzero(mask), first_row,
-                              on_bad_lines, problems)
-                    keep &= ~mask
+            any_bad = np.logical_or.reduce(list(bad.values()))
+            if any_bad.any():
+                _bad_rows(path, batch, names, bad, any_bad, first_row, on_bad_lines, problems)
+                keep &= ~any_bad
             rows = pa.array(np.flatnonzero(keep))
             interactions.add(user.take(rows), item.take(rows), times[keep])
             first_row += batch.num_rows
             bar.update(batch.num_rows)
 
 
-def _bad_rows(path, batch, index, column, rows, first_row, on_bad_lines, problems) -> None:
-    value = batch.column(index)[int(rows[0])].as_py()
-    message = f"{path}: row {first_row + int(rows[0])}, column {column!r}: bad value {value!r}"
+def _bad_rows(path, batch, names, bad, any_bad, first_row, on_bad_lines, problems) -> None:
+    """Report the block's first bad row (file, row, column, value); raise or count them all."""
+    row = int(np.argmax(any_bad))
+    column = next(c for c, mask in bad.items() if mask[row])
+    value = batch.column(names.index(column))[row].as_py()
+    shown = "an empty value" if value is None or value == "" else f"bad value {value!r}"
+    message = f"{path}: row {first_row + row}, column {column!r}: {shown}"
     if on_bad_lines == "error":
         raise ValueError(message + " (on_bad_lines=warn skips such rows)")
     before = problems["bad_table_rows"]
-    problems["bad_table_rows"] += len(rows)
+    problems["bad_table_rows"] += int(any_bad.sum())
     if before < BAD_LINES_LOGGED:
-        log.warning("%s; %d such rows in this block skipped", message, len(rows))
+        log.warning("%s; %d bad rows in this block skipped", message, int(any_bad.sum()))
 
 
 def read_item_table(
@@ -290,9 +296,9 @@ def load_table(
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such file")
     problems: dict[str, int] = {}
-    interactions = InteractionLog()
+    interactions, times_of = InteractionLog(), _TimeParser()
     for p in paths:
-        read_table(p, columns, interactions, on_bad_lines, problems)
+        read_table(p, columns, interactions, on_bad_lines, problems, times_of)
     item_file = Path(items) if items else None
     if item_file is not None and not item_file.is_file():
         raise FileNotFoundError(f"{item_file}: no such item table")

@@ -113,7 +113,8 @@ def read_reviews(
     problems: dict[str, int] | None = None,
 ) -> tuple[InteractionLog, ReviewSnippets]:
     """Stream a reviews file: its (user, item, time) rows and up to ``reviews_per_item``
-    review snippets per item. Memory: the ids and three int64 codes per row."""
+    review snippets per item. Memory: the distinct ids, an int32 index per row and id, and
+    an int64 time per row (``raw.py``)."""
     from tqdm.auto import tqdm
 
     problems = {} if problems is None else problems
@@ -145,9 +146,9 @@ def read_reviews(
     with tqdm(desc=f"reading {path.name}", unit=" lines", mininterval=1.0, unit_scale=True) as bar:
         for table in reader.tables(schema, row_of, rows_ok):
             times = table.column(2).to_numpy()
-            item_codes = interactions.add(table.column(0), table.column(1), times)
+            items = interactions.add(table.column(0), table.column(1), times)
             if with_text:
-                snippets.add(item_codes, table.column(3), table.column(4))
+                snippets.add(items, table.column(3), table.column(4))
             bar.update(table.num_rows)
     return interactions, snippets
 

@@ -19,14 +19,15 @@ import pyarrow.compute as pc
 class Interactions:
     """Parallel arrays, one row per interaction, in the order they were read.
 
-    ``users[r]`` / ``items[r]`` are codes into ``user_names`` / ``item_names`` (the raw ids).
+    ``users[r]`` / ``items[r]`` are codes into ``user_names`` / ``item_names`` (the raw ids,
+    arrow strings: millions of ids cost no Python objects).
     """
 
     users: np.ndarray  # (rows,) int64 user codes
     items: np.ndarray  # (rows,) int64 item codes
     times: np.ndarray  # (rows,) int64 timestamps (any unit; only their order matters)
-    user_names: list[str]
-    item_names: list[str]
+    user_names: pa.Array  # (n_users,) string
+    item_names: pa.Array  # (n_items,) string
 
     def __len__(self) -> int:
         return len(self.users)
@@ -37,7 +38,7 @@ class Interactions:
         user_codes, user_names = pd.factorize(np.asarray(users, dtype=object))
         item_codes, item_names = pd.factorize(np.asarray(items, dtype=object))
         return cls(user_codes.astype(np.int64), item_codes.astype(np.int64), np.asarray(times, dtype=np.int64),
-                   [str(u) for u in user_names], [str(i) for i in item_names])
+                   pa.array([str(u) for u in user_names], pa.string()), pa.array([str(i) for i in item_names], pa.string()))
 
 
 @dataclass
@@ -80,9 +81,9 @@ def kcore_mask(user_codes: np.ndarray, item_codes: np.ndarray, k: int) -> tuple[
         keep = new_keep
 
 
-def sorted_rank(names: list[str]) -> np.ndarray:
+def sorted_rank(names: pa.Array) -> np.ndarray:
     """``rank[c]`` = position of ``names[c]`` in the sorted list of names (codes -> sort order)."""
-    order = pc.sort_indices(pa.array(names, type=pa.string())).to_numpy()
+    order = pc.sort_indices(names).to_numpy()
     rank = np.empty(len(names), dtype=np.int64)
     rank[order] = np.arange(len(names), dtype=np.int64)
     return rank
@@ -111,8 +112,8 @@ def build_sequences(inter: Interactions, k: int = 5) -> Sequences:
     user_new, user_kept = pd.factorize(users, sort=True)
     by_rank_items = np.argsort(item_rank)  # rank -> item code
     by_rank_users = np.argsort(user_rank)
-    item_raw = [inter.item_names[c] for c in by_rank_items[item_kept]]
-    user_raw = [inter.user_names[c] for c in by_rank_users[user_kept]]
+    item_raw = inter.item_names.take(pa.array(by_rank_items[item_kept])).to_pylist()
+    user_raw = inter.user_names.take(pa.array(by_rank_users[user_kept])).to_pylist()
     item_names = np.array([str(i) for i in range(len(item_raw))], dtype=object)
     bounds = np.flatnonzero(np.diff(user_new)) + 1  # rows are grouped by user already
     sequences = {

@@ -2,9 +2,9 @@
 streaming accumulation of (user, item, time) batches, a few review snippets per item, and
 the final assembly into a :class:`RecDataset` (k-core, new ids, item text).
 
-Memory: a batch's ids are dictionary-encoded by pyarrow and each distinct id string is kept
-once, in ``IdCodes``; a row costs three int64 codes, however long the file. That is what lets
-a 10 GB review file stream through in bounded chunks.
+Memory: a batch's ids are dictionary-encoded by pyarrow and only its distinct ids are kept,
+as arrow strings (``IdCodes``), plus an int32 index and an int64 time per row; no Python
+object per row or per id. That is what lets a 10 GB review file stream through in chunks.
 
 Documented behaviour shared by the raw formats:
   * repeated (user, item) pairs keep the earliest interaction (ties: the first in the file),
@@ -35,24 +35,34 @@ log = logging.getLogger(__name__)
 
 
 class IdCodes:
-    """Raw id string -> dense code, growing batch by batch."""
+    """Raw id strings -> dense codes, without a Python object per id.
+
+    Each batch is dictionary-encoded by pyarrow (its distinct ids + int32 indices); the
+    batches' dictionaries are unified once, at the end, into one dictionary of distinct ids.
+    """
 
     def __init__(self):
-        self.code: dict[str, int] = {}
+        self._dictionaries: list[pa.Array] = []
+        self._indices: list[np.ndarray] = []
 
-    def encode(self, ids: pa.Array) -> np.ndarray:
-        """(rows,) int64 codes of a string array without nulls."""
+    def add(self, ids: pa.Array) -> pa.DictionaryArray:
+        """Keep a batch of ids (a string array without nulls); returns its encoding."""
         encoded = pc.dictionary_encode(ids)
         if isinstance(encoded, pa.ChunkedArray):
             encoded = encoded.combine_chunks()
-        code = self.code
-        mapping = np.fromiter((code.setdefault(s, len(code)) for s in encoded.dictionary.to_pylist()),
-                              dtype=np.int64, count=len(encoded.dictionary))
-        return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
+        self._dictionaries.append(encoded.dictionary)
+        self._indices.append(encoded.indices.to_numpy(zero_copy_only=False))
+        return encoded
 
-    @property
-    def names(self) -> list[str]:
-        return list(self.code)
+    def codes_and_names(self) -> tuple[np.ndarray, pa.Array]:
+        """(rows,) int64 codes of every kept row, and the distinct ids (code -> id)."""
+        if not self._dictionaries:
+            return np.zeros(0, np.int64), pa.array([], pa.string())
+        merged = pc.dictionary_encode(pa.concat_arrays(self._dictionaries))
+        to_global = merged.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        offsets = np.cumsum([0] + [len(d) for d in self._dictionaries])
+        codes = np.concatenate([to_global[off + idx] for off, idx in zip(offsets, self._indices, strict=False)])
+        return codes, merged.dictionary
 
 
 class InteractionLog:
@@ -60,53 +70,68 @@ class InteractionLog:
 
     def __init__(self):
         self.users, self.items = IdCodes(), IdCodes()
-        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._times: list[np.ndarray] = []
 
-    def add(self, users: pa.Array, items: pa.Array, times: np.ndarray) -> np.ndarray:
-        """Append a batch (string ids without nulls, int64 times); returns its item codes."""
-        item_codes = self.items.encode(items)
-        self._parts.append((self.users.encode(users), item_codes, np.asarray(times, dtype=np.int64)))
-        return item_codes
+    def add(self, users: pa.Array, items: pa.Array, times: np.ndarray) -> pa.DictionaryArray:
+        """Append a batch (string ids without nulls, int64 times); returns the items' encoding."""
+        self.users.add(users)
+        self._times.append(np.asarray(times, dtype=np.int64))
+        return self.items.add(items)
 
     def __len__(self) -> int:
-        return sum(len(p[0]) for p in self._parts)
+        return sum(len(t) for t in self._times)
 
     def interactions(self) -> Interactions:
-        parts = self._parts or [(np.zeros(0, np.int64),) * 3]
-        users, items, times = (np.concatenate(c) for c in zip(*parts, strict=True))
-        return Interactions(users, items, times, self.users.names, self.items.names)
+        users, user_names = self.users.codes_and_names()
+        items, item_names = self.items.codes_and_names()
+        times = np.concatenate(self._times) if self._times else np.zeros(0, np.int64)
+        return Interactions(users, items, times, user_names, item_names)
 
 
 class ReviewSnippets:
-    """The first ``per_item`` non-empty review texts of every item, in file order."""
+    """The first ``per_item`` non-empty review texts of every item, in file order.
+
+    Only rows that can still matter reach Python: a batch's first ``per_item`` rows of each
+    item, minus the items that already have all their snippets (an arrow set lookup).
+    """
 
     def __init__(self, per_item: int = 2, chars: int = 300):
         self.per_item, self.chars = per_item, chars
-        self.kept: dict[int, list[str]] = {}
-        self.count = np.zeros(0, dtype=np.int64)  # item code -> snippets kept so far
+        self.kept: dict[str, list[str]] = {}
+        self._full: list[pa.Array] = []  # items with per_item snippets, batch by batch
+        self._full_set = pa.array([], pa.string())
 
-    def add(self, item_codes: np.ndarray, summaries: pa.Array, texts: pa.Array) -> None:
-        """One batch: ``item_codes`` (rows,) and the rows' summary/title and text columns."""
-        if self.per_item <= 0 or not len(item_codes):
+    def add(self, items: pa.DictionaryArray, summaries: pa.Array, texts: pa.Array) -> None:
+        """One batch: its dictionary-encoded items and the rows' summary/title and text columns."""
+        if self.per_item <= 0 or not len(items):
             return
-        if len(self.count) <= item_codes.max():
-            self.count = np.concatenate([self.count, np.zeros(item_codes.max() + 1 - len(self.count), np.int64)])
         has_text = pc.or_(pc.greater(pc.utf8_length(pc.fill_null(summaries, "")), 0),
-                          pc.greater(pc.utf8_length(pc.fill_null(texts, "")), 0))
-        rows = np.flatnonzero(has_text.to_numpy(zero_copy_only=False) & (self.count[item_codes] < self.per_item))
+                          pc.greater(pc.utf8_length(pc.fill_null(texts, "")), 0)).to_numpy(zero_copy_only=False)
+        index = items.indices.to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(has_text)
+        rows = rows[pd.Series(index[rows]).groupby(index[rows]).cumcount().to_numpy() < self.per_item]
+        if len(self._full_set):
+            full = pc.is_in(items.dictionary, value_set=self._full_set).to_numpy(zero_copy_only=False)
+            rows = rows[~full[index[rows]]]
         if not len(rows):
             return
-        seen_in_batch = pd.Series(item_codes[rows]).groupby(item_codes[rows]).cumcount().to_numpy()
-        rows = rows[self.count[item_codes[rows]] + seen_in_batch < self.per_item]
-        summary_values, text_values = summaries.take(rows).to_pylist(), texts.take(rows).to_pylist()
-        for code, summary, text in zip(item_codes[rows].tolist(), summary_values, text_values, strict=True):
+        names = items.dictionary.take(pa.array(index[rows])).to_pylist()
+        newly_full = []
+        for item, summary, text in zip(names, summaries.take(rows).to_pylist(), texts.take(rows).to_pylist(),
+                                       strict=True):
+            kept = self.kept.setdefault(item, [])
+            if len(kept) >= self.per_item:
+                continue
             snippet = strip_tags(clean_text(" ".join(p for p in (_sentence(summary), clean_text(text)) if p)))
             if snippet:
-                self.kept.setdefault(code, []).append(snippet[: self.chars].rstrip())
-        np.add.at(self.count, item_codes[rows], 1)
+                kept.append(snippet[: self.chars].rstrip())
+                if len(kept) == self.per_item:
+                    newly_full.append(item)
+        if newly_full:
+            self._full_set = pa.concat_arrays([self._full_set, pa.array(newly_full, pa.string())])
 
-    def of(self, item_code: int) -> str:
-        return " | ".join(self.kept.get(item_code, []))
+    def of(self, item: str) -> str:
+        return " | ".join(self.kept.get(item, []))
 
 
 def _sentence(summary) -> str:
@@ -147,7 +172,7 @@ def assemble(
     items: dict[str, dict[str, str]] = {}
     for new_id, raw_id in enumerate(result.item_raw):
         fields = {id_field: raw_id, **item_text.get(raw_id, {})}
-        if snippets is not None and (text := snippets.of(log_.items.code[raw_id])):
+        if snippets is not None and (text := snippets.of(raw_id)):
             fields["reviews"] = text
         items[str(new_id)] = fields
     problems["items_without_meta"] = len(kept) - len(kept & set(item_text))

@@ -150,3 +150,19 @@ def test_detection_by_content_and_clear_failure(tmp_path):
         load_dataset(BYOD / "amazon2023", format="amazon2020")
     with pytest.raises(ValueError, match=r"options \['reviews_per_item'\] do not apply to format table"):
         load_dataset(BYOD / "table", format="table", reviews_per_item=1)
+
+
+def test_small_chunks_give_the_same_result_and_line_numbers(monkeypatch, tmp_path):
+    """The reader streams fixed-size chunks cut at line ends; a file many chunks long (here
+    1000 bytes, about 3 lines each) loads exactly like one chunk."""
+    import gream_verl.data.jsonlines as jsonlines
+
+    whole = load_dataset(BYOD / "amazon2023", k=3)
+    monkeypatch.setattr(jsonlines, "CHUNK_BYTES", 1000)
+    chunked = load_dataset(BYOD / "amazon2023", k=3)
+    assert (chunked.sequences, chunked.items, chunked.problems) == (whole.sequences, whole.items, whole.problems)
+    lines = (BYOD / "amazon2023" / "Toys.jsonl").read_text().splitlines(keepends=True)
+    del lines[5]  # the first bad line: the text-timestamp line is now line 9, chunks away from the start
+    (tmp_path / "Toys.jsonl").write_text("".join(lines))
+    with pytest.raises(ValueError, match=r"Toys\.jsonl:9: malformed line \(needs user_id, parent_asin and an integer timestamp"):
+        load_dataset(tmp_path, k=3, on_bad_lines="error")

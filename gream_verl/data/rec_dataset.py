@@ -27,9 +27,8 @@ def clean_text(value) -> str:
     """Item text as one tidy line: lists joined, HTML entities decoded, whitespace collapsed."""
     if value is None:
         return ""
-    if isinstance(value, (list, tuple)):
-        parts = [clean_text(v) for v in value]
-        value = ", ".join(p for p in parts if p)
+    if isinstance(value, (list, tuple)):  # each part is unescaped once, never twice
+        return ", ".join(p for p in (clean_text(v) for v in value) if p)
     return _WS.sub(" ", html.unescape(str(value))).strip()
 
 

@@ -166,3 +166,31 @@ def test_small_chunks_give_the_same_result_and_line_numbers(monkeypatch, tmp_pat
     (tmp_path / "Toys.jsonl").write_text("".join(lines))
     with pytest.raises(ValueError, match=r"Toys\.jsonl:9: malformed line \(needs user_id, parent_asin and an integer timestamp"):
         load_dataset(tmp_path, k=3, on_bad_lines="error")
+
+
+@pytest.mark.slow
+def test_office_written_as_2023_and_as_a_table_converts_back_to_itself(office_dir, tmp_path):
+    """Office (LC-Rec) written out as raw 2023 files and as a table (ms timestamps, variants,
+    repeats, shuffled lines, ISO dates); converting each must give Office's sequences again."""
+    import sys
+
+    sys.path.insert(0, str(BYOD))
+    from office_as_raw import write_2023, write_table
+
+    office = load_dataset(office_dir)
+    ds23 = load_dataset(write_2023(office_dir, tmp_path / "amazon2023"))
+    assert ds23.sequences == office.sequences
+    assert ds23.problems["duplicate_interactions"] == len([u for u in office.sequences if int(u) % 7 == 0])
+    same_title = sum(ds23.items[i].get("title", "") == office.items[i].get("title", "") for i in office.items)
+    assert same_title >= 0.99 * len(office.items)
+    table = load_dataset(write_table(office_dir, tmp_path / "table"), table=TableColumns(
+        user="customer", item="product", timestamp="when", item_text={"title": "name", "brand": "maker"}))
+    assert table.sequences == office.sequences
+    assert sum(table.items[i].get("brand", "") == office.items[i].get("brand", "") for i in office.items) == len(office.items)
+
+
+def test_clean_text_unescapes_once():
+    from gream_verl.data.rec_dataset import clean_text
+
+    assert clean_text("Universal&amp;reg;") == "Universal&reg;"  # the source text, escaped once
+    assert clean_text(["Universal&amp;reg;", " ", "A &amp;  B"]) == "Universal&reg;, A & B"

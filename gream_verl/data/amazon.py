@@ -230,8 +230,6 @@ def load_amazon_raw(
     See the module docstrings (here and ``raw.py``) for every documented behaviour; counts of
     what was dropped or repaired are in the result's ``problems``.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
     reviews_file, meta_file = find_amazon_files(path, meta)
     return load_reviews_and_meta(
         reviews_file, meta_file, FIELDS_2018, "asin", meta_fields, name=name, k=k,
@@ -253,6 +251,8 @@ def load_reviews_and_meta(
     review_chars: int,
 ) -> RecDataset:
     """A reviews file plus an optional meta file (any Amazon release) -> RecDataset."""
+    if k < 1:  # before hours of reading, not after
+        raise ValueError(f"k must be >= 1, got {k}")
     problems: dict[str, int] = {}
     interactions, snippets = read_reviews(reviews_file, fields, on_bad_lines, reviews_per_item, review_chars, problems)
     if not len(interactions):

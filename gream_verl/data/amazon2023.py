@@ -102,8 +102,6 @@ def load_amazon2023(
     review_chars: int = 300,
 ) -> RecDataset:
     """Load a 2023 reviews file (or a folder holding it and its meta file); see the module docstring."""
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
     reviews_file, meta_file = find_2023_files(Path(path), meta)
     return load_reviews_and_meta(
         reviews_file, meta_file, FIELDS_2023, "parent_asin", meta_fields_2023, name=name, k=k,
@@ -131,7 +129,6 @@ def load_amazon2023_csv(
     k: int = 5,
     meta: str | Path | None = None,
     on_bad_lines: str = "warn",
-    **_review_options,
 ) -> RecDataset:
     """Load the 2023 benchmark CSV(s); ``meta`` is a ``meta_<Category>.jsonl`` for item text."""
     path = Path(path)

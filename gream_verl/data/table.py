@@ -290,6 +290,8 @@ def load_table(
 ) -> RecDataset:
     """Load an interaction table (a file, or several read in order as one table), k-core it
     and remap ids; ``items`` is the optional item table. See the module docstring."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
     columns = columns or TableColumns()
     paths = [Path(p) for p in (path if isinstance(path, list) else [path])]
     for p in paths:

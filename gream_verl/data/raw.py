@@ -57,8 +57,9 @@ class IdCodes:
     def codes_and_names(self) -> tuple[np.ndarray, pa.Array]:
         """(rows,) int64 codes of every kept row, and the distinct ids (code -> id)."""
         if not self._dictionaries:
-            return np.zeros(0, np.int64), pa.array([], pa.string())
-        merged = pc.dictionary_encode(pa.concat_arrays(self._dictionaries))
+            return np.zeros(0, np.int64), pa.array([], pa.large_string())
+        # large_string: the batches' distinct ids may together pass the 2 GB of a string array
+        merged = pc.dictionary_encode(pa.concat_arrays([d.cast(pa.large_string()) for d in self._dictionaries]))
         to_global = merged.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         offsets = np.cumsum([0] + [len(d) for d in self._dictionaries])
         codes = np.concatenate([to_global[off + idx] for off, idx in zip(offsets, self._indices, strict=False)])

@@ -2,9 +2,9 @@
 streaming accumulation of (user, item, time) batches, a few review snippets per item, and
 the final assembly into a :class:`RecDataset` (k-core, new ids, item text).
 
-Memory: a batch's ids are dictionary-encoded by pyarrow and only its distinct ids are kept,
-as arrow strings (``IdCodes``), plus an int32 index and an int64 time per row; no Python
-object per row or per id. That is what lets a 10 GB review file stream through in chunks.
+Memory: ids are dictionary-encoded by pyarrow batch by batch and merged into one arrow
+array of distinct ids (``IdCodes``); a row costs two int32 codes and an int64 time, and no
+Python object exists per row or per id. That is what lets a 10 GB review file stream through.
 
 Documented behaviour shared by the raw formats:
   * repeated (user, item) pairs keep the earliest interaction (ties: the first in the file),
@@ -37,33 +37,50 @@ log = logging.getLogger(__name__)
 class IdCodes:
     """Raw id strings -> dense codes, without a Python object per id.
 
-    Each batch is dictionary-encoded by pyarrow (its distinct ids + int32 indices); the
-    batches' dictionaries are unified once, at the end, into one dictionary of distinct ids.
+    Each batch is dictionary-encoded by pyarrow (its distinct ids + int32 indices). The
+    batches' dictionaries wait in ``_pending`` and are merged into ``names`` (the distinct ids
+    in order of first appearance) whenever they outgrow it, so memory stays about the distinct
+    ids plus 4 bytes per row. Merging never changes a code already given: ``names`` goes
+    first into the merge, and dictionary encoding numbers values by first appearance.
     """
 
+    MIN_MERGE = 1 << 20  # pending ids before the first merge
+
     def __init__(self):
-        self._dictionaries: list[pa.Array] = []
-        self._indices: list[np.ndarray] = []
+        self.names = pa.array([], pa.large_string())
+        self._codes: list[np.ndarray] = []  # global int32 codes of merged batches
+        self._pending: list[tuple[pa.Array, np.ndarray]] = []  # (batch dictionary, batch indices)
+        self._pending_ids = 0
 
     def add(self, ids: pa.Array) -> pa.DictionaryArray:
         """Keep a batch of ids (a string array without nulls); returns its encoding."""
         encoded = pc.dictionary_encode(ids)
         if isinstance(encoded, pa.ChunkedArray):
             encoded = encoded.combine_chunks()
-        self._dictionaries.append(encoded.dictionary)
-        self._indices.append(encoded.indices.to_numpy(zero_copy_only=False))
+        self._pending.append((encoded.dictionary.cast(pa.large_string()),
+                              encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)))
+        self._pending_ids += len(encoded.dictionary)
+        if self._pending_ids > max(self.MIN_MERGE, len(self.names)):
+            self._merge()
         return encoded
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        merged = pc.dictionary_encode(pa.concat_arrays([self.names, *(d for d, _ in self._pending)]))
+        to_global = merged.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+        offset = len(self.names)
+        for dictionary, indices in self._pending:
+            self._codes.append(to_global[offset + indices])
+            offset += len(dictionary)
+        self.names = merged.dictionary
+        self._pending, self._pending_ids = [], 0
 
     def codes_and_names(self) -> tuple[np.ndarray, pa.Array]:
         """(rows,) int64 codes of every kept row, and the distinct ids (code -> id)."""
-        if not self._dictionaries:
-            return np.zeros(0, np.int64), pa.array([], pa.large_string())
-        # large_string: the batches' distinct ids may together pass the 2 GB of a string array
-        merged = pc.dictionary_encode(pa.concat_arrays([d.cast(pa.large_string()) for d in self._dictionaries]))
-        to_global = merged.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        offsets = np.cumsum([0] + [len(d) for d in self._dictionaries])
-        codes = np.concatenate([to_global[off + idx] for off, idx in zip(offsets, self._indices, strict=False)])
-        return codes, merged.dictionary
+        self._merge()
+        codes = np.concatenate(self._codes).astype(np.int64) if self._codes else np.zeros(0, np.int64)
+        return codes, self.names
 
 
 class InteractionLog:

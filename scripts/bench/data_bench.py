@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         generate(jsonl, args.lines)
     write_table(jsonl, table, min(args.table_lines, args.lines))
     size = jsonl.stat().st_size
-    print(f"generated {args.lines:,} lines ({size / 1e9:.2f} GB, {size / args.lines:.0f} B/line) "
+    print(f"{args.lines:,} lines ({size / 1e9:.2f} GB, {size / args.lines:.0f} B/line) ready "
           f"in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     other = args.other_lines or args.lines
     if other < args.lines:  # the first `other` lines as their own file

@@ -194,3 +194,21 @@ def test_clean_text_unescapes_once():
 
     assert clean_text("Universal&amp;reg;") == "Universal&reg;"  # the source text, escaped once
     assert clean_text(["Universal&amp;reg;", " ", "A &amp;  B"]) == "Universal&reg;, A & B"
+
+
+def test_id_codes_merge_keeps_codes_stable(monkeypatch):
+    """Codes are dense, in order of first appearance, and unchanged by the periodic merges."""
+    import pyarrow as pa
+
+    from gream_verl.data.raw import IdCodes
+
+    monkeypatch.setattr(IdCodes, "MIN_MERGE", 2)  # merge after almost every batch
+    batches = [["b", "a", "b"], ["c", "a"], ["d", "e", "c", "f"], ["a"], ["g", "h", "i", "j", "b"]]
+    ids = IdCodes()
+    for batch in batches:
+        ids.add(pa.array(batch))
+    codes, names = ids.codes_and_names()
+    flat = [x for batch in batches for x in batch]
+    first_seen = list(dict.fromkeys(flat))  # the oracle: order of first appearance
+    assert names.to_pylist() == first_seen
+    assert codes.tolist() == [first_seen.index(x) for x in flat]

@@ -10,8 +10,8 @@ so its peak resident memory is its own:
 
   review pass   ``amazon.read_reviews`` with the default 2 review snippets per item (the
                 streaming pass: ids coded, snippets kept; no k-core yet)
-  ids only      the same with ``reviews_per_item=0``
-  full load     ``load_dataset`` (review pass + 5-core + new ids + sequences)
+  ids only      the same with ``reviews_per_item=0`` (on ``--other-lines`` lines if given)
+  full load     ``load_dataset`` (review pass + 5-core + new ids + sequences; idem)
   table pass    ``table.read_table`` on the CSV (``--table-lines`` rows)
   line loop     baseline: ``orjson.loads`` + field lookups per line in a Python loop (the
                 previous reader's approach), on the first ``--baseline-lines`` lines
@@ -168,9 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.lines:,} lines ({size / 1e9:.2f} GB, {size / args.lines:.0f} B/line) ready "
           f"in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     other = args.other_lines or args.lines
-    if other < args.lines:  # the first `other` lines as their own file
-        with open(jsonl, "rb") as src, open(folder / "Bench_head.jsonl", "wb") as dst:
-            dst.writelines(line for _, line in zip(range(other), src, strict=False))
+    if other < args.lines:  # a smaller file of the same kind (its own user and item pools)
+        generate(folder / "Bench_head.jsonl", other, seed=1)
     head = folder / "Bench_head.jsonl" if other < args.lines else jsonl
     plan = [("review_pass", jsonl, args.lines), ("ids_only", head, other), ("full_load", head, other),
             ("table_pass", table, min(args.table_lines, args.lines)), ("line_loop", jsonl, args.baseline_lines)]

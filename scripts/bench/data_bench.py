@@ -74,6 +74,16 @@ def write_table(jsonl: Path, csv_path: Path, lines: int) -> None:
     pa_csv.write_csv(table.rename_columns(["user_id", "item_id", "timestamp"]), csv_path)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux carries that over
+    from the parent through fork and exec, so every child would report the parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def measure(mode: str, path: str, lines: int) -> dict:
     """Run one measurement in this process; returns rows, seconds, peak RSS."""
     import resource
@@ -124,7 +134,7 @@ def measure(mode: str, path: str, lines: int) -> dict:
     else:
         raise ValueError(mode)
     seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     return {"mode": mode, "rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
             "cpu_seconds": round(cpu, 2), "rows_per_cpu_s": round(rows / cpu),
             "peak_rss_mb": round(peak_mb), **(extra if mode == "full_load" else {})}

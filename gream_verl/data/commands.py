@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+FORMAT_NAMES = ("lcrec", "amazon2018", "amazon2023", "amazon2023-csv", "table")  # = detect.FORMATS
+
 
 def add_commands(sub) -> None:
-    data = sub.add_parser("data", help="datasets: statistics, raw Amazon conversion, text enrichment")
+    data = sub.add_parser("data", help="datasets: statistics, conversion of Amazon releases and tables, text enrichment")
     cmds = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -16,15 +18,19 @@ def add_commands(sub) -> None:
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. raw.k=10")
 
     stats = cmds.add_parser("stats", help="users, items, interactions, sparsity, lengths, text coverage, splits")
-    stats.add_argument("path", help="LC-Rec folder/file or raw Amazon dump (folder or reviews file)")
+    stats.add_argument("path", help="dataset folder or file in any format (LC-Rec, Amazon 2014/2018/2023, table)")
+    stats.add_argument("--format", choices=["auto", *FORMAT_NAMES], help="input format (default: detected by content)")
+    stats.add_argument("--meta", help="item text file: Amazon meta_*.json[l][.gz] or an item table")
     common(stats)
     stats.set_defaults(func=run_stats)
 
-    convert = cmds.add_parser("convert", help="raw Amazon dump -> k-cored LC-Rec X.inter.json + X.item.json")
-    convert.add_argument("raw", help="raw Amazon folder or reviews file (LC-Rec input is rewritten as is)")
+    convert = cmds.add_parser("convert", help="Amazon release or interaction table -> k-cored LC-Rec X.inter.json + X.item.json")
+    convert.add_argument("raw", help="folder or file: Amazon 2014/2018/2023 reviews or benchmark CSVs, a CSV/TSV/Parquet "
+                         "table (LC-Rec input is rewritten as is)")
     convert.add_argument("out", help="output folder")
-    convert.add_argument("--name", help="dataset name for the file names (default: the category)")
-    convert.add_argument("--meta", help="meta_*.json[.gz] file, if not beside the reviews")
+    convert.add_argument("--name", help="dataset name for the file names (default: the category or table name)")
+    convert.add_argument("--format", choices=["auto", *FORMAT_NAMES], help="input format (default: detected by content)")
+    convert.add_argument("--meta", help="item text file, if not beside the reviews: Amazon meta_*.json[l][.gz] or an item table")
     common(convert)
     convert.set_defaults(func=run_convert)
 
@@ -47,26 +53,34 @@ def _config(args, **flags):
     return load_config("data", args.config, args.overrides, **flags)
 
 
-def _load(path: str, cfg, **extra):
-    """load_dataset with the config's options (raw-dump options only for raw dumps)."""
-    from gream_verl.data.dataset import is_lcrec, load_dataset
+def _load(path: str, cfg, meta: str | None = None):
+    """load_dataset with the config's options for the (detected) format."""
+    from omegaconf import OmegaConf
 
-    raw = {} if is_lcrec(path) or not Path(path).exists() else {**cfg.raw, **extra}
-    return load_dataset(path, min_length=cfg.min_length, **raw)
+    from gream_verl.data.dataset import OPTIONS, detect_format, load_dataset
+
+    fmt = detect_format(path) if cfg.format == "auto" else cfg.format
+    if fmt not in OPTIONS:
+        raise ValueError(f"unknown format {fmt!r}; formats: auto, {', '.join(OPTIONS)}")
+    options = {k: v for k, v in {**cfg.raw, **({"meta": meta} if meta else {})}.items() if k in OPTIONS[fmt]}
+    table = OmegaConf.to_container(cfg.table, resolve=True)
+    table["item_text"] = {f: c for f, c in (table.get("item_text") or {}).items() if c} or None
+    return load_dataset(path, min_length=cfg.min_length, format=fmt, repeated_items=cfg.repeated_items,
+                        table=table if fmt == "table" else None, **options)
 
 
 def run_stats(args) -> dict:
     from gream_verl.data.stats import dataset_stats
 
-    cfg = _config(args)
-    return dataset_stats(_load(args.path, cfg), max_history=cfg.max_history)
+    cfg = _config(args, format=args.format)
+    return dataset_stats(_load(args.path, cfg, args.meta), max_history=cfg.max_history)
 
 
 def run_convert(args) -> dict:
-    from gream_verl.data.amazon import save_lcrec
+    from gream_verl.data.lcrec import save_lcrec
 
-    cfg = _config(args)
-    dataset = _load(args.raw, cfg, **({"meta": args.meta} if args.meta else {}))
+    cfg = _config(args, format=args.format)
+    dataset = _load(args.raw, cfg, args.meta)
     paths = save_lcrec(dataset, args.out, name=args.name)
     return {
         "name": args.name or dataset.name,
@@ -81,7 +95,7 @@ def run_convert(args) -> dict:
 
 def _read_items(path: str, cfg) -> dict[str, dict]:
     """Every field of every item (an LC-Rec item.json is read as is, unknown fields kept)."""
-    from gream_verl.data.dataset import is_lcrec
+    from gream_verl.data.lcrec import is_lcrec
     from gream_verl.io import read_json
 
     p = Path(path)

@@ -1,203 +1,116 @@
-"""The one in-memory form every loader produces, and the LC-Rec/GREAM folder loader.
+"""Load a dataset in any supported format into the one in-memory form, :class:`RecDataset`.
 
-LC-Rec format (what the paper's code and ../shared/data use):
-  ``X.inter.json``  ``{"<user>": [item ids, chronological]}``, ids integers or strings
-  ``X.item.json``   ``{"<item>": {"title", "description", "brand", "categories", ...}}`` (optional)
-  ``X.user_sequence.txt``  one line per user, ``USER ITEM ITEM ...`` (alternative to inter.json)
+Formats (``detect.py`` tells them apart by content):
+  ``lcrec``           LC-Rec / GREAM folder, already filtered and remapped (``lcrec.py``)
+  ``amazon2018``      raw Amazon 2014 or 2018 dump (``amazon.py``)
+  ``amazon2023``      raw Amazon Reviews 2023 JSON lines (``amazon2023.py``)
+  ``amazon2023-csv``  Amazon Reviews 2023 benchmark CSVs (``amazon2023.py``)
+  ``table``           a plain CSV / TSV / Parquet interaction table (``table.py``)
+Raw formats are k-cored and remapped on load; ``gream data convert`` writes the result as an
+LC-Rec folder once, so later commands read it fast.
 
-Documented behaviour on imperfect input (counts land in ``RecDataset.problems``):
-  * an item id in the sequences without an entry in ``X.item.json`` gets empty text
-    (``items_without_meta``; only counted when an item.json exists);
-  * items whose text fields are all empty are kept (``items_without_text``);
-  * :func:`load_dataset` drops users with fewer than ``min_length`` (3) items, which have no
-    leave-one-out training target, and logs a warning (``short_users_dropped``).
+This module imports the loaders; the loaders import only ``rec_dataset.py`` (the form) and
+each other's readers, never this module, so there is no import cycle.
 """
 
 from __future__ import annotations
 
-import html
-import logging
-import re
-from dataclasses import dataclass, field
+from dataclasses import fields
 from pathlib import Path
 
-from gream_verl.io import read_json
+from gream_verl.data.amazon import load_amazon_raw
+from gream_verl.data.amazon2023 import load_amazon2023, load_amazon2023_csv
+from gream_verl.data.detect import FORMATS, detect_format
+from gream_verl.data.lcrec import is_lcrec, load_lcrec
+from gream_verl.data.rec_dataset import (
+    ITEM_FIELDS,
+    ITEM_TEXT_FIELDS,
+    RecDataset,
+    clean_text,
+    drop_short_users,
+)
+from gream_verl.data.table import TableColumns, load_table
 
-ITEM_TEXT_FIELDS = ("title", "description", "brand", "categories", "reviews", "enriched")
-ITEM_FIELDS = (*ITEM_TEXT_FIELDS, "asin")  # what loaders keep from an item.json entry
+REVIEW_OPTIONS = ("k", "meta", "on_bad_lines", "reviews_per_item", "review_chars")
+OPTIONS = {
+    "lcrec": (),
+    "amazon2018": REVIEW_OPTIONS,
+    "amazon2023": REVIEW_OPTIONS,
+    "amazon2023-csv": ("k", "meta", "on_bad_lines"),
+    "table": ("k", "meta", "on_bad_lines"),
+}
 
-log = logging.getLogger(__name__)
-
-_WS = re.compile(r"\s+")
-
-
-def clean_text(value) -> str:
-    """Item text as one tidy line: lists joined, HTML entities decoded, whitespace collapsed."""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)):
-        parts = [clean_text(v) for v in value]
-        value = ", ".join(p for p in parts if p)
-    return _WS.sub(" ", html.unescape(str(value))).strip()
-
-
-@dataclass
-class RecDataset:
-    """User sequences plus item text. Item and user ids are strings.
-
-    ``sequences[user]`` is chronological. ``items[item]`` maps text fields to strings; an item
-    without text has an empty dict. ``item_ids`` lists every item in a stable order (the order
-    of their integer ids when they are integers). ``problems`` counts what the loader dropped
-    or repaired (see the loaders' docstrings), e.g. ``{"short_users_dropped": 2}``.
-    """
-
-    name: str
-    sequences: dict[str, list[str]]
-    items: dict[str, dict[str, str]] = field(default_factory=dict)
-    source: str = ""
-    problems: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def item_ids(self) -> list[str]:
-        ids = set(self.items) | {i for seq in self.sequences.values() for i in seq}
-        return sorted(ids, key=_id_sort_key)
-
-    @property
-    def num_interactions(self) -> int:
-        return sum(len(s) for s in self.sequences.values())
-
-    def item_text(self, item: str, fields: tuple[str, ...] = ("title", "description")) -> str:
-        """The text an item is embedded or described by; empty fields are skipped."""
-        meta = self.items.get(item, {})
-        parts = [f"{f.capitalize()}: {meta[f]}" for f in fields if meta.get(f)]
-        return "; ".join(parts)
-
-    def title(self, item: str) -> str:
-        return self.items.get(item, {}).get("title", "") or f"item {item}"
+__all__ = ["FORMATS", "ITEM_FIELDS", "ITEM_TEXT_FIELDS", "OPTIONS", "RecDataset", "TableColumns", "clean_text",
+           "detect_format", "drop_short_users", "is_lcrec", "load_dataset", "table_columns_from"]
 
 
-def _id_sort_key(x: str):
-    return (0, int(x), "") if x.isdigit() else (1, 0, x)
+def table_columns_from(table: TableColumns | dict | None) -> TableColumns:
+    """``TableColumns`` from a config section (unknown keys are an error naming them)."""
+    if table is None or isinstance(table, TableColumns):
+        return table or TableColumns()
+    known = {f.name for f in fields(TableColumns)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"unknown table option(s) {unknown}; known: {sorted(known)}")
+    return TableColumns(**dict(table))
 
 
-def _find(folder: Path, suffix: str) -> Path | None:
-    hits = sorted(folder.glob(f"*{suffix}"))
-    if len(hits) > 1:
-        names = ", ".join(h.name for h in hits)
-        raise ValueError(f"{folder}: several *{suffix} files ({names}); pass the file explicitly")
-    return hits[0] if hits else None
-
-
-def load_lcrec(path: str | Path, name: str | None = None) -> RecDataset:
-    """Load an LC-Rec folder (or one ``.inter.json`` / ``.user_sequence.txt`` file beside an
-    optional ``.item.json``)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    folder = path if path.is_dir() else path.parent
-    if path.is_dir():
-        inter = _find(folder, ".inter.json") or _find(folder, ".user_sequence.txt")
-        if inter is None:
-            raise FileNotFoundError(f"{folder}: no *.inter.json or *.user_sequence.txt file")
-    else:
-        inter = path
-    stem = inter.name.split(".")[0]
-    name = name or stem
-    if inter.name.endswith(".user_sequence.txt"):
-        sequences = _read_user_sequence_txt(inter)
-    else:
-        sequences = _read_inter_json(inter)
-    item_file = folder / f"{stem}.item.json"
-    items: dict[str, dict[str, str]] = {}
-    if item_file.is_file():
-        raw = read_json(item_file)
-        if not isinstance(raw, dict):
-            raise ValueError(f"{item_file}: expected an object of item id -> fields, got {type(raw).__name__}")
-        for item, meta in raw.items():
-            if not isinstance(meta, dict):
-                raise ValueError(f"{item_file}: item {item!r} has {type(meta).__name__} instead of an object")
-            items[str(item)] = {k: clean_text(v) for k, v in meta.items() if k in ITEM_FIELDS}
-    problems = {}
-    if item_file.is_file():
-        used = {i for seq in sequences.values() for i in seq}
-        problems["items_without_meta"] = len(used - set(items))
-        if problems["items_without_meta"]:
-            log.warning("%s: %d items of %s have no entry; they get empty text",
-                        item_file, problems["items_without_meta"], inter.name)
-        problems["items_without_text"] = sum(
-            not any(v for k, v in meta.items() if k in ITEM_TEXT_FIELDS) for meta in items.values()
-        )
-    return RecDataset(name=name, sequences=sequences, items=items, source=str(path), problems=problems)
-
-
-def _read_inter_json(path: Path) -> dict[str, list[str]]:
-    raw = read_json(path)
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected an object of user id -> item list, got {type(raw).__name__}")
-    sequences = {}
-    for user, seq in raw.items():
-        if not isinstance(seq, list):
-            raise ValueError(f"{path}: user {user!r} has {type(seq).__name__} instead of a list of items")
-        sequences[str(user)] = [str(i) for i in seq]
-    return sequences
-
-
-def _read_user_sequence_txt(path: Path) -> dict[str, list[str]]:
-    sequences = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from e
-    for lineno, line in enumerate(lines, 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) < 2:
-            raise ValueError(f"{path}:{lineno}: expected 'USER ITEM [ITEM ...]', got {line!r}")
-        sequences[parts[0]] = parts[1:]
-    return sequences
-
-
-def load_dataset(path: str | Path, name: str | None = None, min_length: int = 3, **raw_kwargs) -> RecDataset:
+def load_dataset(
+    path: str | Path,
+    name: str | None = None,
+    min_length: int = 3,
+    format: str = "auto",
+    repeated_items: str = "keep",
+    table: TableColumns | dict | None = None,
+    **options,
+) -> RecDataset:
     """Load any supported format from a folder or file.
 
-    LC-Rec folders/files load as they are (already k-cored and remapped). Raw Amazon dumps
-    (``reviews_*.json.gz`` / ``meta_*.json.gz``, 2014 or 2018) go through
-    :func:`gream_verl.data.amazon.load_amazon_raw`, which k-cores and remaps (``raw_kwargs``).
-    Users with fewer than ``min_length`` items are dropped with a warning
-    (``problems["short_users_dropped"]``); ``min_length=0`` keeps every user.
+    ``format="auto"`` detects it by content. ``options`` are the raw formats' settings
+    (``OPTIONS[format]``: ``k``, ``meta`` (a meta file, or for a table the item table),
+    ``on_bad_lines``, ``reviews_per_item``, ``review_chars``); ``table`` names a table's
+    columns; ``repeated_items`` ("keep" or "drop") applies to LC-Rec sequences (raw formats
+    always keep a (user, item) pair once). Users with fewer than ``min_length`` items are then
+    dropped with a warning (``problems["short_users_dropped"]``); ``min_length=0`` keeps all.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    if is_lcrec(path):
-        if raw_kwargs:
-            raise ValueError(f"{path}: options {sorted(raw_kwargs)} only apply to raw Amazon dumps")
-        dataset = load_lcrec(path, name=name)
+    if format == "auto":
+        format = detect_format(path)
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; formats: auto, {', '.join(FORMATS)}")
+    extra = sorted(set(options) - set(OPTIONS[format]))
+    if extra:
+        what = "only apply to raw dumps" if format == "lcrec" else f"do not apply to format {format}"
+        raise ValueError(f"{path}: options {extra} {what}")
+    if format == "lcrec":
+        dataset = load_lcrec(path, name=name, repeated_items=repeated_items)
+    elif format == "amazon2018":
+        dataset = load_amazon_raw(path, name=name, **options)
+    elif format == "amazon2023":
+        dataset = load_amazon2023(path, name=name, **options)
+    elif format == "amazon2023-csv":
+        dataset = load_amazon2023_csv(path, name=name, **options)
     else:
-        from gream_verl.data.amazon import load_amazon_raw
-
-        dataset = load_amazon_raw(path, name=name, **raw_kwargs)
+        dataset = _load_table(path, name, table_columns_from(table), **options)
     return drop_short_users(dataset, min_length)
 
 
-def is_lcrec(path: str | Path) -> bool:
-    """Whether ``path`` is an LC-Rec folder or file (else it is treated as a raw Amazon dump)."""
-    path = Path(path)
-    if path.is_dir():
-        return any(path.glob("*.inter.json")) or any(path.glob("*.user_sequence.txt"))
-    return path.name.endswith((".inter.json", ".user_sequence.txt"))
+def _load_table(path: Path, name: str | None, columns: TableColumns, meta=None, **options) -> RecDataset:
+    """A table file, or a folder holding one interaction table and optionally one item table
+    (told apart by whether they have the user column)."""
+    from gream_verl.data.table import table_columns, table_kind
 
-
-def drop_short_users(dataset: RecDataset, min_length: int = 3) -> RecDataset:
-    """Remove (in place) users with fewer than ``min_length`` items; warn with their count."""
-    short = [u for u, seq in dataset.sequences.items() if len(seq) < min_length]
-    for user in short:
-        del dataset.sequences[user]
-    dataset.problems["short_users_dropped"] = len(short)
-    if short:
-        log.warning("%s: dropped %d users with fewer than %d items (e.g. user %r)",
-                    dataset.source, len(short), min_length, short[0])
-    if not dataset.sequences:
-        raise ValueError(f"{dataset.source}: no user has {min_length} or more items")
-    return dataset
+    if path.is_file():
+        return load_table(path, name=name, items=meta, columns=columns, **options)
+    tables = [p for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".") and table_kind(p)]
+    inter = [p for p in tables if columns.user in table_columns(p)]
+    items = [p for p in tables if p not in inter and columns.item in table_columns(p)]
+    if len(inter) != 1:
+        names = ", ".join(p.name for p in inter) or "none"
+        raise ValueError(f"{path}: expected one table with the user column {columns.user!r}, found {names}; "
+                         "pass the file, or set table.user=NAME")
+    if meta is None and len(items) > 1:
+        raise ValueError(f"{path}: several item tables ({', '.join(p.name for p in items)}); pass one with --meta")
+    return load_table(inter[0], name=name, items=meta or (items[0] if items else None), columns=columns, **options)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from gream_verl.data.dataset import _id_sort_key, clean_text
+from gream_verl.data.rec_dataset import clean_text, id_sort_key
 
 SYSTEM_PROMPT = (
     "You write product descriptions for the item catalogue of a recommender system. "
@@ -76,7 +76,7 @@ def enrich_items(
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    order = sorted(items, key=lambda i: _id_sort_key(str(i)))
+    order = sorted(items, key=lambda i: id_sort_key(str(i)))
     requests: dict[str, list[dict]] = {}
     skipped = 0
     for item in order:

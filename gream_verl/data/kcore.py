@@ -1,7 +1,8 @@
-"""Interaction-table maths for raw dumps: chronological order, de-duplication, iterative
+"""Interaction-table maths for raw logs: chronological order, de-duplication, iterative
 k-core, and remapping to the dense ``"0".."n-1"`` ids of the LC-Rec format.
 
-Pure numpy/pandas, vectorised over interactions (Amazon dumps have millions of rows).
+Pure numpy/pandas, vectorised over interactions (Amazon dumps have millions of rows). Raw ids
+arrive already coded as integers (each distinct id string stored once, see ``raw.py``).
 """
 
 from __future__ import annotations
@@ -10,18 +11,34 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 @dataclass
 class Interactions:
-    """Parallel arrays, one row per interaction, in the order they were read."""
+    """Parallel arrays, one row per interaction, in the order they were read.
 
-    users: np.ndarray  # object array of raw user ids
-    items: np.ndarray  # object array of raw item ids
-    times: np.ndarray  # int64 timestamps
+    ``users[r]`` / ``items[r]`` are codes into ``user_names`` / ``item_names`` (the raw ids,
+    arrow strings: millions of ids cost no Python objects).
+    """
+
+    users: np.ndarray  # (rows,) int64 user codes
+    items: np.ndarray  # (rows,) int64 item codes
+    times: np.ndarray  # (rows,) int64 timestamps (any unit; only their order matters)
+    user_names: pa.Array  # (n_users,) string
+    item_names: pa.Array  # (n_items,) string
 
     def __len__(self) -> int:
         return len(self.users)
+
+    @classmethod
+    def from_ids(cls, users, items, times) -> Interactions:
+        """From parallel sequences of raw ids (small inputs, tests)."""
+        user_codes, user_names = pd.factorize(np.asarray(users, dtype=object))
+        item_codes, item_names = pd.factorize(np.asarray(items, dtype=object))
+        return cls(user_codes.astype(np.int64), item_codes.astype(np.int64), np.asarray(times, dtype=np.int64),
+                   pa.array([str(u) for u in user_names], pa.string()), pa.array([str(i) for i in item_names], pa.string()))
 
 
 @dataclass
@@ -64,6 +81,14 @@ def kcore_mask(user_codes: np.ndarray, item_codes: np.ndarray, k: int) -> tuple[
         keep = new_keep
 
 
+def sorted_rank(names: pa.Array) -> np.ndarray:
+    """``rank[c]`` = position of ``names[c]`` in the sorted list of names (codes -> sort order)."""
+    order = pc.sort_indices(names).to_numpy()
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names), dtype=np.int64)
+    return rank
+
+
 def build_sequences(inter: Interactions, k: int = 5) -> Sequences:
     """Sort chronologically, drop repeated (user, item) pairs (the earliest is kept, before
     k-core counting), k-core filter, and remap ids.
@@ -71,20 +96,24 @@ def build_sequences(inter: Interactions, k: int = 5) -> Sequences:
     New ids: users are numbered in the sorted order of their raw ids, items in the sorted
     order of their raw ids (ASINs), both among those that survive the k-core filter.
     """
-    user_codes, user_uniques = pd.factorize(inter.users, sort=True)
-    order = chronological_order(user_codes, inter.times)
-    users = user_codes[order]
-    item_codes, _ = pd.factorize(inter.items)
-    items = item_codes[order]
+    user_rank = sorted_rank(inter.user_names)  # user code -> rank of its raw id
+    order = chronological_order(user_rank[inter.users], inter.times)
+    users = user_rank[inter.users][order]
+    items = inter.items[order]
     first = first_occurrences(users, items)
     duplicates = int((~first).sum())
-    users, items, order = users[first], items[first], order[first]
+    users, items = users[first], items[first]
     keep, rounds = kcore_mask(users, items, k)
     removed = int((~keep).sum())
-    users, order = users[keep], order[keep]
+    users, items = users[keep], items[keep]
 
-    item_new, item_raw = pd.factorize(inter.items[order], sort=True)
-    user_new, user_raw = pd.factorize(user_uniques[users], sort=True)
+    item_rank = sorted_rank(inter.item_names)
+    item_new, item_kept = pd.factorize(item_rank[items], sort=True)  # dense, in raw-id order
+    user_new, user_kept = pd.factorize(users, sort=True)
+    by_rank_items = np.argsort(item_rank)  # rank -> item code
+    by_rank_users = np.argsort(user_rank)
+    item_raw = inter.item_names.take(pa.array(by_rank_items[item_kept])).to_pylist()
+    user_raw = inter.user_names.take(pa.array(by_rank_users[user_kept])).to_pylist()
     item_names = np.array([str(i) for i in range(len(item_raw))], dtype=object)
     bounds = np.flatnonzero(np.diff(user_new)) + 1  # rows are grouped by user already
     sequences = {
@@ -94,8 +123,8 @@ def build_sequences(inter: Interactions, k: int = 5) -> Sequences:
     }
     return Sequences(
         sequences=sequences,
-        user_raw=[str(x) for x in user_raw],
-        item_raw=[str(x) for x in item_raw],
+        user_raw=user_raw,
+        item_raw=item_raw,
         duplicates=duplicates,
         removed_by_kcore=removed,
         kcore_rounds=rounds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gream_verl.data.dataset import ITEM_TEXT_FIELDS, RecDataset
+from gream_verl.data.rec_dataset import ITEM_TEXT_FIELDS, RecDataset
 
 PERCENTILES = (10, 25, 75, 90, 95, 99)
 
@@ -19,10 +19,12 @@ def split_sizes(lengths: np.ndarray, min_length: int = 3) -> dict[str, int]:
 
 def dataset_stats(dataset: RecDataset, max_history: int = 20) -> dict:
     """Everything ``gream data stats`` prints, as a JSON-able dict. ``max_history`` caps the
-    test history length whose mean is reported."""
+    test history length whose mean is reported. Sparsity counts distinct (user, item) pairs,
+    so an item repeated in a sequence (kept by ``repeated_items=keep``) cannot push it below 0."""
     lengths = np.array([len(s) for s in dataset.sequences.values()], dtype=np.int64)
     item_ids = dataset.item_ids
     n_users, n_items, n_inter = len(lengths), len(item_ids), int(lengths.sum())
+    n_pairs = sum(len(set(s)) for s in dataset.sequences.values())
     if n_users == 0:
         raise ValueError(f"{dataset.source or dataset.name}: no users")
 
@@ -44,7 +46,7 @@ def dataset_stats(dataset: RecDataset, max_history: int = 20) -> dict:
         "users": n_users,
         "items": n_items,
         "interactions": n_inter,
-        "sparsity": round(1.0 - n_inter / (n_users * n_items), 6) if n_items else 1.0,
+        "sparsity": round(1.0 - n_pairs / (n_users * n_items), 6) if n_items else 1.0,
         "sequence_length": length,
         "test_history_length_mean": round(float(np.minimum(lengths - 1, max_history).mean()), 3),
         "item_text": {

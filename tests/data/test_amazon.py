@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gream_verl.data import load_dataset
-from gream_verl.data.amazon import category_of, find_amazon_files, load_amazon_raw, save_lcrec
+from gream_verl.data.amazon import category_of, find_amazon_files, load_amazon_raw
 from gream_verl.data.kcore import Interactions, build_sequences, kcore_mask
+from gream_verl.data.lcrec import save_lcrec
 
 RAW = Path(__file__).resolve().parents[1] / "fixtures" / "amazon_raw"
 
@@ -166,11 +167,7 @@ def test_kcore_matches_naive_definition(pairs, k):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from("uvw"), st.sampled_from("abcd"), st.integers(0, 3)), max_size=40))
 def test_sequences_are_chronological_unique_and_dense(rows):
-    inter = Interactions(
-        users=np.array([r[0] for r in rows], dtype=object),
-        items=np.array([r[1] for r in rows], dtype=object),
-        times=np.array([r[2] for r in rows], dtype=np.int64),
-    )
+    inter = Interactions.from_ids([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
     result = build_sequences(inter, k=1)
     assert result.duplicates == len(rows) - len({(r[0], r[1]) for r in rows})
     assert list(result.sequences) == [str(i) for i in range(len(result.sequences))]

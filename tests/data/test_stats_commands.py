@@ -118,7 +118,7 @@ def test_bad_item_json_names_the_file(tmp_path):
 def test_missing_path_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         gream_data("stats", tmp_path / "nowhere")
-    with pytest.raises(FileNotFoundError, match="no Amazon reviews file"):
+    with pytest.raises(ValueError, match=r"no known dataset format \(no files\)\. Formats tried:\n  lcrec"):
         gream_data("stats", tmp_path)
 
 
@@ -195,3 +195,36 @@ def test_enrich_needs_a_teacher(tmp_path, monkeypatch):
     folder = write_lcrec(tmp_path, {"1": ["1", "2", "3"]}, {"1": {"title": "a"}})
     with pytest.raises(ValueError, match="base_url"):
         gream_data("enrich", folder, "--out", tmp_path / "o.item.json", "--model", "m")
+
+
+# ---------------------------------------------------------------- bring your own data (issue 16)
+
+BYOD = Path(__file__).resolve().parents[1] / "fixtures" / "byod"
+
+
+def test_convert_table_with_column_overrides_then_stats(tmp_path):
+    table = BYOD / "table"
+    r = gream_data("convert", table / "interactions.csv", tmp_path / "shop", "--name", "Shop", "--format", "table",
+                   "--meta", table / "products.csv", "raw.k=3", "table.user=customer", "table.item=product",
+                   "table.timestamp=when", "table.rating=stars", "table.min_rating=3",
+                   "table.item_text.title=name", "table.item_text.brand=maker")
+    assert (r["users"], r["items"], r["interactions"]) == (4, 3, 12)
+    assert r["problems"]["below_min_rating"] == 2
+    items = json.loads((tmp_path / "shop" / "Shop.item.json").read_text())
+    assert items["0"] == {"title": "Wooden Train Set", "brand": "Brio", "raw_id": "B0PARENT01"}
+    s = gream_data("stats", tmp_path / "shop")
+    assert (s["users"], s["items"], s["interactions"]) == (4, 3, 12)
+    with pytest.raises(ValueError, match=r"interactions\.csv: no column 'user_id' \(the user column; set table\.user=NAME\)"):
+        gream_data("stats", table / "interactions.csv", "raw.k=3")
+    with pytest.raises(ValueError, match="bad config override"):
+        gream_data("stats", table / "interactions.csv", "table.usr=customer")
+
+
+def test_stats_and_convert_amazon_2023(tmp_path):
+    s = gream_data("stats", BYOD / "amazon2023", "raw.k=3")
+    assert (s["users"], s["items"], s["interactions"]) == (4, 3, 12)
+    assert s["problems"]["bad_review_lines"] == 2 and s["item_text"]["with_title"] == 2
+    r = gream_data("convert", BYOD / "amazon2023_csv", tmp_path / "csv", "raw.k=3", "--format", "amazon2023-csv")
+    assert r["name"] == "Toys" and r["interactions"] == 12
+    with pytest.raises(ValueError, match=r"Toys\.jsonl:6: malformed line"):
+        gream_data("stats", BYOD / "amazon2023", "raw.k=3", "raw.on_bad_lines=error")

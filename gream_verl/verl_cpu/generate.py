@@ -150,6 +150,48 @@ def sample_next(
     return tokens, log_probs.gather(-1, tokens[:, None]).squeeze(-1)
 
 
+DECODE_ATTENTION = "gream_cpu_decode"
+
+
+def decode_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                     **kwargs) -> tuple[torch.Tensor, None]:
+    """Attention for one new token per row, without copying the KV cache.
+
+    ``query``: (B, Hq, 1, D); ``key`` / ``value``: (B, Hkv, L, D), possibly strided views of the
+    preallocated cache; ``attention_mask``: (B, 1, 1, L) bool (True = attend) or None. Grouped
+    heads are handled by viewing the query as (B, Hkv, Hq / Hkv, D), where transformers' SDPA
+    path would copy the cache ``Hq / Hkv`` times (``repeat_kv``) every step. Prefill (more than one
+    query token) goes to SDPA. Returns (B, 1, Hq, D) like every transformers attention function.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if query.shape[2] != 1:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      **kwargs)
+    rows, heads, _, dim = query.shape
+    groups = key.shape[1]
+    q = query.reshape(rows, groups, heads // groups, dim)
+    scores = torch.matmul(q, key.transpose(-1, -2)) * (dim**-0.5 if scaling is None else scaling)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask.reshape(rows, 1, 1, -1), float("-inf"))
+        else:
+            scores = scores + attention_mask.reshape(rows, 1, 1, -1)
+    out = torch.matmul(torch.softmax(scores.float(), dim=-1).to(value.dtype), value)
+    return out.reshape(rows, 1, heads, dim), None
+
+
+def use_decode_attention(model) -> None:
+    """Switch ``model`` to :func:`decode_attention` (registered with transformers, masks as SDPA's)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(DECODE_ATTENTION, decode_attention)
+    AttentionMaskInterface.register(DECODE_ATTENTION, sdpa_mask)
+    model.set_attn_implementation(DECODE_ATTENTION)
+
+
 class _InPlaceLayer(DynamicLayer):
     """One layer's KV cache in a preallocated ``(rows, heads, capacity, head_dim)`` buffer;
     ``update`` writes new states in place and returns views of the used part."""
@@ -437,6 +479,7 @@ def build_sampler(model, tokenizer, answer: AnswerFormat, eos_token_ids: Sequenc
     generator. A replacement (``engine_kwargs.hf.sampler=module:function``) takes the same
     arguments and returns a function with the same contract."""
     generator = torch.Generator().manual_seed(int(seed))
+    use_decode_attention(model)
 
     def sample(prompts: list[list[int]], params: list[SamplingParams]) -> list[Generation]:
         return decode(model, prompts, params, eos_token_ids, pad_token_id, generator, answer)

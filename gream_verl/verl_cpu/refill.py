@@ -10,12 +10,11 @@ only produces zero-variance groups (it never hits, or always hits) refills forev
 
     trainer.v1.sampler.custom_sampler.path=pkg://gream_verl.verl_cpu.refill
     trainer.v1.sampler.custom_sampler.name=CappedReplayBuffer
-    +trainer.v1.sampler.sampler_kwargs.filter_groups='${algorithm.filter_groups}'
-    +trainer.v1.sampler.sampler_kwargs.train_batch_size='${data.train_batch_size}'
     algorithm.filter_groups.max_num_gen_batches=4
 
-(verl hands a custom sampler only ``trainer.v1.sampler.sampler_kwargs``, hence the two
-interpolations.) Semantics, per training step, with ``B = data.train_batch_size`` and
+verl hands a custom sampler only ``trainer.v1.sampler.*`` and that section's node; the buffer reads
+``algorithm.filter_groups`` and ``data.train_batch_size`` from the root of that node's config
+(``sampler_kwargs.filter_groups`` / ``sampler_kwargs.train_batch_size`` override them). Semantics, per training step, with ``B = data.train_batch_size`` and
 ``N = max_num_gen_batches``:
 
 * a *generation round* is ``B`` prompts: the step's first batch is round 1, refills count in
@@ -72,6 +71,20 @@ def _plain(value) -> dict:
     return dict(value)
 
 
+def _root_settings(trainer_config) -> dict:
+    """``filter_groups`` and ``train_batch_size`` from the full verl config that ``trainer_config``
+    (a node of it) belongs to; empty when it is a plain dict (tests)."""
+    if not isinstance(trainer_config, DictConfig):
+        return {}
+    root = trainer_config._get_root()
+    out = {}
+    if OmegaConf.select(root, "algorithm.filter_groups") is not None:
+        out["filter_groups"] = OmegaConf.select(root, "algorithm.filter_groups")
+    if OmegaConf.select(root, "data.train_batch_size") is not None:
+        out["train_batch_size"] = OmegaConf.select(root, "data.train_batch_size")
+    return out
+
+
 class CappedReplayBuffer(ReplayBuffer):
     """verl's sync ``ReplayBuffer`` honouring ``max_num_gen_batches`` (see the module docstring)."""
 
@@ -79,18 +92,14 @@ class CappedReplayBuffer(ReplayBuffer):
                  sampler_kwargs, refill_fn=None, **kwargs):
         if trainer_mode != "sync":
             raise ValueError(f"CappedReplayBuffer is for trainer.v1.trainer_mode=sync, got {trainer_mode!r}")
-        settings = _plain(sampler_kwargs)
+        settings = {**_root_settings(trainer_config), **_plain(sampler_kwargs)}
         filter_groups = _plain(settings.get("filter_groups"))
         enabled = bool(filter_groups.get("enable", False))
         metric = filter_groups.get("metric") if enabled else None
         if enabled and not metric:
             raise ValueError("algorithm.filter_groups.metric must be set when group filtering is enabled")
         if "train_batch_size" not in settings:
-            raise ValueError("CappedReplayBuffer needs +trainer.v1.sampler.sampler_kwargs.train_batch_size="
-                             "'${data.train_batch_size}'")
-        if enabled is False and "filter_groups" not in settings:
-            raise ValueError("CappedReplayBuffer needs +trainer.v1.sampler.sampler_kwargs.filter_groups="
-                             "'${algorithm.filter_groups}'")
+            raise ValueError("CappedReplayBuffer needs data.train_batch_size (or sampler_kwargs.train_batch_size)")
         self.batch_size = int(settings["train_batch_size"])
         self.max_num_gen_batches = int(filter_groups.get("max_num_gen_batches", 0) or 0)
         poll_interval = float(settings.get("poll_interval", DEFAULT_POLL_INTERVAL))

@@ -107,8 +107,6 @@ set -x
     algorithm.filter_groups.max_num_gen_batches="${GREAM_MAX_GEN_ROUNDS:-4}" \
     trainer.v1.sampler.custom_sampler.path=pkg://gream_verl.verl_cpu.refill \
     trainer.v1.sampler.custom_sampler.name=CappedReplayBuffer \
-    '+trainer.v1.sampler.sampler_kwargs.filter_groups=${algorithm.filter_groups}' \
-    '+trainer.v1.sampler.sampler_kwargs.train_batch_size=${data.train_batch_size}' \
     trainer.device=cpu \
     trainer.n_gpus_per_node=1 \
     trainer.nnodes=1 \

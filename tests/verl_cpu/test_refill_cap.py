@@ -162,3 +162,13 @@ def test_missing_settings_fail_clearly():
                                   refill_fn=lambda n: n)
     with pytest.raises(ValueError, match="sync"):
         refill.CappedReplayBuffer("async", {}, None, "drop", {}, refill_fn=lambda n: n)
+
+
+def test_settings_come_from_verls_own_keys():
+    """In training, verl passes the buffer a node of its config: the cap is algorithm.filter_groups'."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"algorithm": {"filter_groups": {"enable": True, "metric": "reward", "max_num_gen_batches": 3}},
+                            "data": {"train_batch_size": 64}, "trainer": {"v1": {"sync": {"parameter_sync_step": 1}}}})
+    buffer = refill.CappedReplayBuffer("sync", cfg.trainer.v1.sync, None, "drop", {}, refill_fn=lambda n: n)
+    assert (buffer.batch_size, buffer.max_num_gen_batches, buffer.filter_groups_metric) == (64, 3, "reward")

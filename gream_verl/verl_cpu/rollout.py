@@ -38,7 +38,7 @@ HF_DEFAULTS: dict[str, Any] = {
     "index": None,           # X.index.json: the items the direct / reason answers are constrained to
     "batch_window_ms": 20,   # a batch is sent to the model once no request arrived for this long ...
     "max_wait_ms": 2000,     # ... or after this long
-    "threads": int(os.environ.get("GREAM_ROLLOUT_THREADS", "0")) or (os.cpu_count() or 1),
+    "threads": int(os.environ.get("GREAM_ROLLOUT_THREADS", "1")),  # 1: fastest on a CPU shared with the trainer
     "sampler": "gream_verl.verl_cpu.generate:build_sampler",  # module:function returning a SampleBatch
 }
 

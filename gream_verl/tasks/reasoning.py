@@ -49,6 +49,12 @@ REJECT_REASONS = (
     "target_leak",               # the target's title or index appears in Steps 1-3
 )
 MIN_LEAK_TITLE_CHARS = 10  # shorter titles ("Pens") are too generic to call a mention a leak
+# The template teacher's chain must fit the budgets it is trained and sampled under: LLaMA-Factory's
+# cutoff_len (which keeps the head of a long response and cuts the </think> ... <answer> tail) and
+# RL's response length in reasoning mode (256 tokens in the CPU recipe). Quoting three whole titles
+# and every supporting item made the median chain 326 tokens with the quickstart's tokenizer.
+TEMPLATE_QUOTE_CHARS = 32    # the latest item's title is quoted up to this many characters
+TEMPLATE_MAX_SUPPORTING = 4  # the most recent supporting items are kept (and rewritten as the denoised history)
 
 # A step header starts a line ("Step 1:", "**Step 2.**", "### Step 3 -"), so a title that
 # happens to contain "step 2" inside a step's text is not taken for a header.
@@ -133,31 +139,33 @@ def _top(counter: Counter, k: int = 2) -> str:
 
 
 def template_teacher(example: Example, dataset: RecDataset, index: ItemIndex) -> str:
-    """Structural stand-in for a teacher LLM: steps filled from item metadata, same format."""
+    """Structural stand-in for a teacher LLM: steps filled from item metadata, same format, kept
+    short (see ``TEMPLATE_QUOTE_CHARS`` / ``TEMPLATE_MAX_SUPPORTING``)."""
     history = list(example.history)
     metas = [dataset.items.get(i, {}) for i in history]
     cats = Counter(c for c in (_leaf_category(m) for m in metas) if c)
     brands = Counter(b for b in (m.get("brand", "") for m in metas) if b)
     target_meta = dataset.items.get(example.target, {})
     target_cat, target_brand = _leaf_category(target_meta), target_meta.get("brand", "")
-    recent = "; ".join(f'"{dataset.title(i)}"' for i in history[-3:][::-1])
+    latest = dataset.title(history[-1])
+    latest = latest if len(latest) <= TEMPLATE_QUOTE_CHARS else latest[: TEMPLATE_QUOTE_CHARS].rstrip() + "..."
     supporting = [k for k, m in enumerate(metas, 1)
                   if (target_cat and _leaf_category(m) == target_cat) or (target_brand and m.get("brand") == target_brand)]
     if not supporting:
         supporting = list(range(max(1, len(history) - 2), len(history) + 1))
-    goal = f"a product in the {target_cat} category" if target_cat else "a product related to recent purchases"
+    supporting = supporting[-TEMPLATE_MAX_SUPPORTING:]
+    goal = f"a {target_cat} product" if target_cat else "a product related to recent purchases"
     if target_brand and target_brand in brands:
-        goal += f", likely from {target_brand}, a brand already bought"
+        goal += f", likely {target_brand} again"
     top_cat = cats.most_common(1)[0][0] if cats else "no single category"
     loyal = bool(brands) and brands.most_common(1)[0][1] > 1
     positions = ", ".join(map(str, supporting))
     return (
-        f"Step 1: Behavioural evidence - {len(history)} past purchases; most recent: {recent}. "
-        f"Recurring categories: {_top(cats)}. Recurring brands: {_top(brands)}.\n"
-        f"Step 2: Latent preferences - the user keeps returning to {top_cat} and "
-        f"{'sticks to familiar brands' if loyal else 'tries different brands' if brands else 'shows no brand signal'}.\n"
-        f"Step 3: Intent and goal - the next purchase is {goal}, in line with history "
-        f"item{'s' if len(supporting) > 1 else ''} {positions}.\n"
+        f"Step 1: Behavioural evidence - {len(history)} purchases, latest \"{latest}\". "
+        f"Categories: {_top(cats)}. Brands: {_top(brands)}.\n"
+        f"Step 2: Latent preferences - returns to {top_cat}; "
+        f"{'sticks to familiar brands' if loyal else 'tries different brands' if brands else 'no brand signal'}.\n"
+        f"Step 3: Intent and goal - {goal}, like item{'s' if len(supporting) > 1 else ''} {positions}.\n"
         f"Supporting items: {positions}\n"
         f"<answer>{index.string(example.target)}</answer>"
     )

@@ -26,11 +26,21 @@ from typing import Any
 import ray
 import torch
 
-from gream_verl.verl_cpu.generate import SamplingParams, generate
+from gream_verl.verl_cpu.generate import SampleBatch, SamplingParams, answer_format
 
 logger = logging.getLogger(__name__)
 
 ROLLOUT_NAME = "hf"
+
+# actor_rollout_ref.rollout.engine_kwargs.hf.<key>
+HF_DEFAULTS: dict[str, Any] = {
+    "answer": "free",        # free | direct (a valid item index, then the end token) | reason (text, <answer>, index)
+    "index": None,           # X.index.json: the items the direct / reason answers are constrained to
+    "batch_window_ms": 20,   # a batch is sent to the model once no request arrived for this long ...
+    "max_wait_ms": 2000,     # ... or after this long
+    "threads": int(os.environ.get("GREAM_ROLLOUT_THREADS", "1")),  # 1: fastest on a CPU shared with the trainer
+    "sampler": "gream_verl.verl_cpu.generate:build_sampler",  # module:function returning a SampleBatch
+}
 
 
 def server_actor_name(replica_rank: int, name_suffix: str = "", kind: str = "") -> str:
@@ -56,8 +66,33 @@ def resolve_max_tokens(sampling_params: dict, prompt_len: int, prompt_length: in
     return max(1, min(wanted, room))
 
 
+def hf_settings(engine_kwargs: dict | None) -> dict[str, Any]:
+    """``engine_kwargs.hf`` over :data:`HF_DEFAULTS`; an unknown key is an error, not ignored."""
+    given = dict((engine_kwargs or {}).get(ROLLOUT_NAME) or {})
+    unknown = sorted(set(given) - set(HF_DEFAULTS))
+    if unknown:
+        raise ValueError(f"actor_rollout_ref.rollout.engine_kwargs.hf: unknown keys {unknown}; known: {sorted(HF_DEFAULTS)}")
+    return {**HF_DEFAULTS, **given}
+
+
+def load_sampler_factory(spec: str):
+    """The function named by ``module:function`` (``engine_kwargs.hf.sampler``)."""
+    import importlib
+
+    module, sep, name = str(spec).partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"engine_kwargs.hf.sampler must be 'module:function', got {spec!r}")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"engine_kwargs.hf.sampler={spec!r} cannot be loaded: {e}") from e
+
+
 class HFRolloutServer:
-    """Token-in/token-out generation with a transformers model; one per replica (Ray actor)."""
+    """Token-in/token-out generation with a transformers model; one per replica (Ray actor).
+
+    Settings come from ``actor_rollout_ref.rollout.engine_kwargs.hf`` (see :data:`HF_DEFAULTS`).
+    """
 
     def __init__(self, config, model_config, replica_rank: int = 0, threads: int | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
@@ -67,27 +102,37 @@ class HFRolloutServer:
         self.config = omega_conf_to_dataclass(config)
         self.model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
         self.replica_rank = replica_rank
-        torch.set_num_threads(threads or int(os.environ.get("GREAM_ROLLOUT_THREADS", "1")))
+        self.settings = hf_settings(self.config.engine_kwargs)
+        torch.set_num_threads(int(threads or self.settings["threads"]))
         path = self.model_config.local_path
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         self.model.eval()
         tokenizer = AutoTokenizer.from_pretrained(path)
-        eos = set()
+        eos: list[int] = []
         try:
             gen_eos = GenerationConfig.from_pretrained(path).eos_token_id
-            eos.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+            eos.extend(gen_eos if isinstance(gen_eos, list) else [gen_eos])
         except OSError:
             pass
         if tokenizer.eos_token_id is not None:
-            eos.add(tokenizer.eos_token_id)
-        self.eos_token_ids = sorted(e for e in eos if e is not None)
+            eos.append(tokenizer.eos_token_id)
+        eos = [int(e) for e in eos if e is not None]
+        if not eos:
+            raise ValueError(f"{path}: neither generation_config.json nor the tokenizer defines an end token")
+        self.eos_token_ids = sorted(set(eos))
         pad = tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
-        self.generator = torch.Generator().manual_seed(int(self.config.seed) + replica_rank)
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        # the chat turn's end (Qwen3: <|im_end|>, the first of generation_config's eos ids) ends an answer
+        self.answer = answer_format(self.settings["answer"], tokenizer, self.settings["index"], vocab, eos[0])
+        factory = load_sampler_factory(self.settings["sampler"])
+        self.sample_batch: SampleBatch = factory(self.model, tokenizer, self.answer, self.eos_token_ids,
+                                                 self.pad_token_id, int(self.config.seed) + replica_rank)
         self.global_steps = None
         self.weight_version = 0
         self._queue: list[tuple[list[int], SamplingParams, asyncio.Future]] = []
         self._draining = False
+        self.batch_sizes: list[int] = []  # rows per decode call (for tests and logs)
 
     # -- generation -------------------------------------------------------------------------
     async def generate(
@@ -137,31 +182,39 @@ class HFRolloutServer:
             extra_fields={"global_steps": self.global_steps},
         )
 
+    async def _gather(self, limit: int) -> None:
+        """Wait while requests keep arriving: until none came in the last ``batch_window_ms``, the
+        queue holds ``limit`` requests, or ``max_wait_ms`` passed. verl's agent loop sends the
+        ``rollout.n`` samples of every prompt as separate requests, a few milliseconds apart."""
+        window = float(self.settings["batch_window_ms"]) / 1000
+        deadline = asyncio.get_running_loop().time() + float(self.settings["max_wait_ms"]) / 1000
+        seen = -1
+        while len(self._queue) != seen and len(self._queue) < limit and asyncio.get_running_loop().time() < deadline:
+            seen = len(self._queue)
+            await asyncio.sleep(window)
+
     async def _drain(self):
         """Decode everything queued, batch after batch, until the queue is empty."""
         try:
             while self._queue:
-                await asyncio.sleep(0)  # let requests sent together join the batch
                 limit = max(1, int(self.config.max_num_seqs or len(self._queue)))
+                await self._gather(limit)
                 batch, self._queue = self._queue[:limit], self._queue[limit:]
+                self.batch_sizes.append(len(batch))
                 try:
                     results = await asyncio.to_thread(
-                        generate,
-                        self.model,
-                        [p for p, _, _ in batch],
-                        [sp for _, sp, _ in batch],
-                        self.eos_token_ids,
-                        self.pad_token_id,
-                        self.generator,
+                        self.sample_batch, [p for p, _, _ in batch], [sp for _, sp, _ in batch]
                     )
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"sampler returned {len(results)} generations for {len(batch)} requests")
                 except Exception as error:  # noqa: BLE001  handed to every waiting request
                     for _, _, future in batch:
                         if not future.done():
                             future.set_exception(error)
                     continue
-                for (_, _, future), generations in zip(batch, results, strict=True):
+                for (_, _, future), generation in zip(batch, results, strict=True):
                     if not future.done():
-                        future.set_result(generations[0])
+                        future.set_result(generation)
         finally:
             self._draining = False
 

@@ -11,11 +11,18 @@
 #   GREAM_INDEX     item index JSON (default: the dataset folder's *.index*.json)
 #   GREAM_MODEL_PATH + GREAM_RL_DATA   use this (SFT) model and this folder's train/val.parquet
 #                   (from `gream rl build`) instead of the tiny setup, e.g. in the quickstart
+#   GREAM_ANSWER    rollout answer format: direct (a valid item index, the default when the index is
+#                   known), reason (free text, <answer>, a valid index, </answer>) or free (no constraint;
+#                   the default when GREAM_MODEL_PATH is given without GREAM_INDEX)
+#   GREAM_MAX_GEN_ROUNDS  dynamic sampling's refill cap per step (algorithm.filter_groups.max_num_gen_batches,
+#                   default 4; 0 = no cap): a flat policy (every group zero-variance) cannot refill forever
 #   PYTHON          interpreter with gream_verl and verl 0.9.1 (default: python)
 #
 # What makes verl run on CPU (all from gream_verl.verl_cpu, loaded by the verl.plugins entry point):
 #   VERL_PLATFORM=cpu                    CPU platform (gloo, host memory) + FSDP engines for device cpu
-#   actor_rollout_ref.rollout.name=hf    transformers rollout server instead of vLLM/SGLang
+#   actor_rollout_ref.rollout.name=hf    transformers rollout server instead of vLLM/SGLang; engine_kwargs.hf
+#                                        picks its answer format and item index
+#   trainer.v1.sampler.custom_sampler    CappedReplayBuffer: verl's sync buffer + the refill cap
 #   ray_init.num_gpus=1                  logical GPU slot: verl's resource pools only count GPU/NPU
 #   ray_init.num_cpus=8, 1 TQ storage    enough logical CPUs for TransferQueue's actors on 2 cores
 set -euo pipefail
@@ -28,6 +35,7 @@ mkdir -p "$WORK"
 if [ -n "${GREAM_MODEL_PATH:-}" ] && [ -n "${GREAM_RL_DATA:-}" ]; then
     MODEL=$GREAM_MODEL_PATH
     RL_DATA=$GREAM_RL_DATA
+    INDEX=${GREAM_INDEX:-}
 else
     if [ ! -f "$SETUP/setup.json" ]; then
         index_args=()
@@ -36,6 +44,12 @@ else
     fi
     MODEL=$SETUP/model
     RL_DATA=$SETUP
+    INDEX=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["index"])' "$SETUP/setup.json")
+fi
+if [ -n "$INDEX" ]; then ANSWER=${GREAM_ANSWER:-direct}; else ANSWER=${GREAM_ANSWER:-free}; fi
+if [ "$ANSWER" != free ] && [ -z "$INDEX" ]; then
+    echo "GREAM_ANSWER=$ANSWER needs the item index of the model: set GREAM_INDEX=<X.index.json>" >&2
+    exit 2
 fi
 
 export VERL_PLATFORM=cpu
@@ -79,6 +93,8 @@ set -x
     actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8 \
     actor_rollout_ref.rollout.tensor_model_parallel_size=1 \
     actor_rollout_ref.rollout.agent.num_workers=1 \
+    +actor_rollout_ref.rollout.engine_kwargs.hf.answer="$ANSWER" \
+    +actor_rollout_ref.rollout.engine_kwargs.hf.index="${INDEX:-null}" \
     reward.num_workers=1 \
     reward.reward_manager.name=srpo \
     reward.custom_reward_function.path=pkg://gream_verl.srpo.reward \
@@ -88,6 +104,9 @@ set -x
     algorithm.use_kl_in_reward=False \
     algorithm.filter_groups.enable=True \
     algorithm.filter_groups.metric=reward \
+    algorithm.filter_groups.max_num_gen_batches="${GREAM_MAX_GEN_ROUNDS:-4}" \
+    trainer.v1.sampler.custom_sampler.path=pkg://gream_verl.verl_cpu.refill \
+    trainer.v1.sampler.custom_sampler.name=CappedReplayBuffer \
     trainer.device=cpu \
     trainer.n_gpus_per_node=1 \
     trainer.nnodes=1 \

@@ -7,7 +7,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gream_verl.verl_cpu.generate import SamplingParams, filter_logits, generate, sample_next
+from gream_verl.verl_cpu.generate import (
+    AnswerFormat,
+    SamplingParams,
+    decode,
+    filter_logits,
+    generate,
+    sample_next,
+)
 
 VOCAB = 48
 EOS = 3
@@ -139,3 +146,115 @@ def test_generate_refuses_bad_input(model):
     with pytest.raises(ValueError, match="sampling params"):
         generate(model, [[1, 2]], [], [EOS], PAD)
     assert generate(model, [], [], [EOS], PAD) == []
+
+
+# --- shared prefill, dropping finished rows, constrained answers -------------------------------------
+
+def _greedy_alone(model, prompt, max_tokens):
+    (g,), = generate(model, [prompt], [SamplingParams(max_tokens=max_tokens, temperature=0)], [EOS], PAD)
+    return g.token_ids
+
+
+def test_shared_prompts_and_dropped_rows_decode_as_each_row_alone(model):
+    """Rows that share a prompt share its prefill; rows that finish early leave the batch. Neither
+    may change what a row generates: greedy rows equal their one-row decode."""
+    a, b = [5, 6, 7, 8], [9, 10]
+    prompts = [a, b, a, a, b]
+    budgets = [6, 1, 1, 6, 1]  # 3 of 5 rows finish after one token: the batch is compacted
+    out = decode(model, prompts, [SamplingParams(max_tokens=m, temperature=0) for m in budgets], [EOS], PAD)
+    for prompt, budget, g in zip(prompts, budgets, out, strict=True):
+        assert g.token_ids == _greedy_alone(model, prompt, budget)
+
+
+class _Biased(torch.nn.Module):
+    """A model whose next-token logits get ``bias`` added (steers sampling in the tests)."""
+
+    def __init__(self, inner, bias):
+        super().__init__()
+        self.inner, self.bias = inner, bias
+
+    def forward(self, **kwargs):
+        out = self.inner(**kwargs)
+        out.logits = out.logits + self.bias
+        return out
+
+
+ITEM_CODES = [[20, 30], [20, 31], [21, 32, 40], [21, 32, 41]]  # indices of different lengths
+OPEN, CLOSE = (11, 12), (13,)
+
+
+def _format(mode):
+    import numpy as np
+
+    from gream_verl.index.trie import build_trie_from_codes
+
+    codes = np.array([c + [-1] * (3 - len(c)) for c in ITEM_CODES])
+    trie = build_trie_from_codes(codes, [f"i{k}" for k in range(len(ITEM_CODES))], key_base=VOCAB)
+    if mode == "direct":
+        return AnswerFormat("direct", trie, tail_ids=(EOS,))
+    return AnswerFormat("reason", trie, open_ids=OPEN, tail_ids=(*CLOSE, EOS))
+
+
+def _scored_by_full_forward(model, prompt, g, temperature):
+    ids = torch.tensor([prompt + g.token_ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
+    return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(g.token_ids)[:, None]).squeeze(-1)
+
+
+def test_direct_answers_are_valid_items_then_the_end_token(model):
+    prompts = [[5, 6, 7], [8, 9]] * 20
+    out = decode(model, prompts, [SamplingParams(max_tokens=8, temperature=1.5)] * len(prompts), [EOS], PAD,
+                 torch.Generator().manual_seed(0), _format("direct"))
+    seen = set()
+    for prompt, g in zip(prompts, out, strict=True):
+        assert g.token_ids[-1] == EOS and g.finish_reason == "stop"
+        assert g.token_ids[:-1] in ITEM_CODES, g.token_ids
+        seen.add(tuple(g.token_ids[:-1]))
+        # log-probs are the unconstrained policy's, as verl's actor recomputes them
+        assert torch.allclose(torch.tensor(g.log_probs), _scored_by_full_forward(model, prompt, g, 1.5), atol=1e-4)
+    assert len(seen) > 1  # sampled, not one fixed answer
+
+
+def test_reason_answers_follow_the_free_text_and_end_with_the_closing_tag(model):
+    bias = torch.zeros(VOCAB)
+    bias[OPEN[0]] = 4.0  # the first token of <answer> is likely, the second is left to the model
+    bias[OPEN[1]] = 6.0
+    bias[EOS] = -30.0  # no end token inside the free text
+    steered = _Biased(model, bias)
+    prompts = [[5, 6, 7]] * 30
+    out = decode(steered, prompts, [SamplingParams(max_tokens=40)] * 30, [EOS], PAD,
+                 torch.Generator().manual_seed(1), _format("reason"))
+    answered = 0
+    for g in out:
+        ids = g.token_ids
+        if g.finish_reason == "length":  # no <answer> within the free budget: nothing forced
+            assert len(ids) == 40 - (3 + len(CLOSE) + 1)
+            continue
+        answered += 1
+        starts = [k for k in range(len(ids) - 1) if tuple(ids[k : k + 2]) == OPEN]
+        k = starts[0] + 2  # the index starts right after the first <answer>
+        assert EOS not in ids[:k]
+        body, tail = ids[k:-2], ids[-2:]
+        assert body in ITEM_CODES and tail == [*CLOSE, EOS]
+        assert torch.allclose(torch.tensor(g.log_probs), _scored_by_full_forward(steered, [5, 6, 7], g, 1.0), atol=1e-4)
+    assert answered >= 20
+
+
+def test_reason_rows_that_never_open_an_answer_stop_with_room_left(model):
+    bias = torch.zeros(VOCAB)
+    bias[[OPEN[0], EOS]] = -30.0
+    steered = _Biased(model, bias)
+    out = decode(steered, [[5, 6]] * 4, [SamplingParams(max_tokens=12)] * 4, [EOS], PAD,
+                 torch.Generator().manual_seed(0), _format("reason"))
+    for g in out:  # 12 - (deepest index 3 + </answer> + end token) = 7 free tokens, then stop
+        assert g.finish_reason == "length" and len(g.token_ids) == 7
+
+
+def test_answer_formats_refuse_missing_pieces():
+    with pytest.raises(ValueError, match="one of"):
+        AnswerFormat("beam")
+    with pytest.raises(ValueError, match="trie"):
+        AnswerFormat("direct")
+    with pytest.raises(ValueError, match="<answer>"):
+        AnswerFormat("reason", trie=_format("direct").trie, tail_ids=(EOS,))

@@ -52,10 +52,35 @@ class EnrichConfig(TeacherClientConfig):
 
 
 @dataclass
+class TableItemTextConfig:
+    """Item-table column(s) for each text field: a name, a list of names, or None."""
+
+    title: Any
+    description: Any
+    brand: Any
+    categories: Any
+
+
+@dataclass
+class TableConfig:
+    """Column names of a plain interaction table (CSV, TSV, Parquet)."""
+
+    user: str
+    item: str
+    timestamp: str
+    rating: str | None
+    min_rating: float | None
+    item_text: TableItemTextConfig
+
+
+@dataclass
 class DataConfig:
     min_length: int
     max_history: int
+    format: str
+    repeated_items: str
     raw: RawDumpConfig
+    table: TableConfig
     enrich: EnrichConfig
 
 

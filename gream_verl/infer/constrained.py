@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from transformers import LogitsProcessor
 
 from gream_verl.index.trie import DEAD, IndexTrie
+from gream_verl.infer.engine import Candidate, item_beam_search, item_eos_token_id
+
+__all__ = ["Candidate", "TrieLogitsProcessor", "constrained_beam_search", "item_eos_token_id"]
 
 # Finished hypotheses scored below this are HF's placeholders or copies of the initial
 # duplicate beams (scored -1e9 by transformers), not real beam-search results.
@@ -85,12 +87,6 @@ def make_prefix_allowed_tokens_fn(trie: IndexTrie, prompt_length: int, eos_token
     return allowed
 
 
-@dataclass
-class Candidate:
-    item: str
-    score: float  # sequence log-probability of the item's index (and EOS)
-
-
 def encode_prompts(tokenizer, prompts: Sequence[str], device=None) -> dict[str, torch.Tensor]:
     """Left-padded batch (generation appends on the right, so prompts must end aligned)."""
     side = tokenizer.padding_side
@@ -100,19 +96,6 @@ def encode_prompts(tokenizer, prompts: Sequence[str], device=None) -> dict[str, 
     finally:
         tokenizer.padding_side = side
     return {k: v.to(device) if device is not None else v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-
-
-def item_eos_token_id(model, tokenizer) -> int:
-    """The token that ends an answer: the first of the model's generation EOS ids (Qwen3:
-    ``<|im_end|>``), else the tokenizer's EOS."""
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    if isinstance(eos, (list, tuple)):
-        eos = eos[0] if eos else None
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ValueError("neither the model's generation_config nor the tokenizer defines an EOS token")
-    return int(eos)
 
 
 def decode_candidates(
@@ -169,7 +152,6 @@ def constrained_beam_search(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {' | '.join(ENGINES)}, got {engine!r}")
     if engine == "auto" and not use_callback:
-        from gream_verl.infer.engine import item_beam_search
 
         return item_beam_search(model, tokenizer, trie, prompts, num_beams, eos_token_id, names=names)
     if not prompts:

@@ -70,6 +70,25 @@ PREFILL_CHUNK = 16  # prompts per prefill forward, grouped by length
 
 
 @dataclass
+class Candidate:
+    item: str
+    score: float  # sequence log-probability of the item's index (and EOS)
+
+
+def item_eos_token_id(model, tokenizer) -> int:
+    """The token that ends an answer: the first of the model's generation EOS ids (Qwen3:
+    ``<|im_end|>``), else the tokenizer's EOS."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(eos, (list, tuple)):
+        eos = eos[0] if eos else None
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("neither the model's generation_config nor the tokenizer defines an EOS token")
+    return int(eos)
+
+
+@dataclass
 class Sample:
     item: str
     token_ids: list[int]  # index tokens, then EOS
@@ -347,8 +366,6 @@ def beam_search(decoder, trie: IndexTrie, num_beams: int, eos: int) -> tuple[tor
 
 
 def _setup(model, tokenizer, trie, prompts, eos_token_id, names):
-    from gream_verl.infer.constrained import item_eos_token_id
-
     eos = item_eos_token_id(model, tokenizer) if eos_token_id is None else int(eos_token_id)
     device = next(model.parameters()).device
     input_ids, attention_mask = encode_batch(tokenizer, prompts, device)
@@ -370,8 +387,6 @@ def item_beam_search(
     """Top-``num_beams`` items per prompt as ``Candidate(item, score)``, best first: valid,
     distinct, ``score`` the sequence log-probability of the index tokens and EOS. More beams
     than items returns every item once. ``names`` label prompts in error messages."""
-    from gream_verl.infer.constrained import Candidate
-
     if int(num_beams) < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
     if not prompts:

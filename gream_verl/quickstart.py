@@ -276,7 +276,7 @@ def stage_rl(out: Path, final: Path, data_path: Path, index_path: Path, model_pa
                           seed=seed, ability="recommendation")
     cmd = srpo_command(final / "data", model_path, data_path.name)
     text = " ".join(cmd[:3]) + " \\\n  " + " \\\n  ".join(shlex.quote(c) for c in cmd[3:])
-    write_text(out / "srpo_command.sh", "#!/usr/bin/env bash\n# SRPO on a GPU machine (recipes/srpo/recipes.yaml)\n"
+    write_text(out / "srpo_command.sh", "#!/usr/bin/env bash\n# SRPO on a GPU machine (gream_verl/srpo/recipes.yaml)\n"
                + text + "\n")
     summary = {"rows": {k: built.get(f"{k}_rows") for k in ("train", "valid")},
                "command_file": str(final / "srpo_command.sh")}
@@ -293,7 +293,8 @@ def stage_rl(out: Path, final: Path, data_path: Path, index_path: Path, model_pa
 
         # The SFT model and this stage's parquet go through verl's real trainer on CPU (2 SRPO steps).
         env = {**os.environ, "PYTHON": sys.executable, "GREAM_CPU_WORK": str(out / "cpu_srpo"),
-               "GREAM_MODEL_PATH": str(model_path), "GREAM_RL_DATA": str(out / "data")}
+               "GREAM_MODEL_PATH": str(model_path), "GREAM_RL_DATA": str(out / "data"),
+               "GREAM_INDEX": str(index_path)}  # rollouts answer with valid items (trie-constrained)
         overrides = [f"{k}={v}" for k, v in (section.get("cpu_overrides") or {}).items()]
         try:
             subprocess.run(["bash", why, *overrides], check=True, cwd=REPO, env=env,

@@ -7,7 +7,7 @@
 # Environment:
 #   GREAM_CPU_WORK  work folder (default runs/srpo_cpu_tiny): setup/ (model + parquet, made once by
 #                   python -m gream_verl.verl_cpu.tiny_setup), metrics.jsonl, rollouts/, ckpt/
-#   GREAM_DATA      LC-Rec dataset folder (default /work/shared/data/Office)
+#   GREAM_DATA      LC-Rec dataset folder (default $GREAM_DATA_DIR/Office; needed for the tiny setup only)
 #   GREAM_INDEX     item index JSON (default: the dataset folder's *.index*.json)
 #   GREAM_MODEL_PATH + GREAM_RL_DATA   use this (SFT) model and this folder's train/val.parquet
 #                   (from `gream rl build`) instead of the tiny setup, e.g. in the quickstart
@@ -28,7 +28,7 @@
 set -euo pipefail
 PYTHON=${PYTHON:-python}
 WORK=${GREAM_CPU_WORK:-runs/srpo_cpu_tiny}
-DATA=${GREAM_DATA:-/work/shared/data/Office}
+DATA=${GREAM_DATA:-${GREAM_DATA_DIR:+$GREAM_DATA_DIR/Office}}
 SETUP=$WORK/setup
 mkdir -p "$WORK"
 
@@ -40,6 +40,7 @@ else
     if [ ! -f "$SETUP/setup.json" ]; then
         index_args=()
         if [ -n "${GREAM_INDEX:-}" ]; then index_args=(--index "$GREAM_INDEX"); fi
+        if [ -z "$DATA" ]; then echo "cpu_tiny.sh: set GREAM_DATA=<LC-Rec folder> (or GREAM_DATA_DIR)" >&2; exit 2; fi
         "$PYTHON" -m gream_verl.verl_cpu.tiny_setup "$SETUP" --data "$DATA" "${index_args[@]}"
     fi
     MODEL=$SETUP/model

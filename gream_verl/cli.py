@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "gream_verl.srpo.commands",
     "gream_verl.infer.commands",
     "gream_verl.quickstart",
+    "gream_verl.ablation",
 )
 
 

@@ -150,7 +150,7 @@ def test_smoke_ablation_end_to_end(tmp_path, capsys):
     assert Path(result["plot"]).stat().st_size > 1000
     results = json.loads(Path(result["results"]).read_text())
     assert set(results["rl"]) == {"curriculum", "grpo", "residual", "srpo"}
-    assert results["sft"]["reason"]["diff"]["users"] == results["sft"]["reason"]["direct"]["users"] == 10
+    assert results["sft"]["reason"]["direct"]["diff"]["users"] == results["sft"]["reason"]["direct"]["users"] == 10
     assert re.search(r"\| rl-srpo-s42 \| [0-9.]+ \| ran \|", report)
     # resumable: a second run skips every stage
     again = run_ablation(cfg, resolve_data_dir(None, None))

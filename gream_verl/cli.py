@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "gream_verl.infer.commands",
     "gream_verl.serve.commands",
     "gream_verl.quickstart",
+    "gream_verl.ablation",
 )
 
 

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # stage -> (a typo of a real key, the value, the key it should suggest)
 TYPOS = {
+    "ablation": ("rl.stepz", "3", "rl.steps"),
     "data": ("raw.kk", "3", "raw.k"),
     "eval": ("reason.temprature", "1.0", "reason.temperature"),
     "index": ("rqkmeans.levelz", "3", "rqkmeans.levels"),
@@ -31,7 +32,7 @@ TYPOS = {
     "sft_data": ("tasks.seqrec.max_per_usr", "2", "tasks.seqrec.max_per_user"),
 }
 # stage -> an int key of that stage
-INT_KEYS = {"data": "raw.k", "eval": "beams", "index": "rqkmeans.levels", "quickstart": "index.rqkmeans.levels",
+INT_KEYS = {"ablation": "rl.steps", "data": "raw.k", "eval": "beams", "index": "rqkmeans.levels", "quickstart": "index.rqkmeans.levels",
             "rl_data": "max_history", "sft_data": "curriculum.num_epochs"}
 
 

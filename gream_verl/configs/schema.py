@@ -347,7 +347,67 @@ class QuickstartConfig:
     presets: dict[str, Any] = field(metadata={"overlays": True})
 
 
+# --- ablation.yaml: gream ablate ------------------------------------------------------------------
+
+
+@dataclass
+class AblationSftRow:
+    """One row of the SFT table (paper Table 4): what D_align holds and which datasets train, in order."""
+
+    label: str
+    index: str  # text (the paper's RQ-KMeans over text) | collaborative (text + co-purchase vectors)
+    sequence: bool  # add the whole-sequence rows (ours) to D_align
+    train: list[str]  # LLaMA-Factory datasets trained one after the other, e.g. [gream_align, gream_reason]
+
+
+@dataclass
+class AblationRlRow:
+    """One row of the RL table (paper Table 3)."""
+
+    label: str
+    reward: str  # binary (exact match) | residual ((l/H)^beta)
+    estimator: str  # grpo | srpo (GRPO + bonus-calibrated pass@k advantage)
+
+
+@dataclass
+class AblationRlSection:
+    start_from: str  # the SFT row whose model every RL row starts from
+    steps: int
+    dynamic_sampling: bool
+    cpu_timeout_minutes: float
+    cpu_overrides: dict[str, Any]  # verl's Hydra keys: verl checks them
+    mode: str
+    max_train: int | None
+    max_val: int | None
+
+
+@dataclass
+class AblationConfig:
+    name: str
+    runs_dir: str
+    data_dir: str | None
+    dataset: str
+    seeds: list[int]
+    max_history: int
+    threads: int | None
+    teacher: str
+    bootstrap_resamples: int
+    data: QuickstartDataSection
+    index: IndexConfig = field(metadata={"defaults": "index"})
+    model: TinyModelSection
+    sft_data: SftDataConfig = field(metadata={"defaults": "sft_data"})
+    sft: dict[str, Any]  # LLaMA-Factory arguments: LLaMA-Factory checks them
+    epochs: int
+    eval: EvalConfig = field(metadata={"defaults": "eval"})
+    reason_limit: int | None
+    sft_rows: dict[str, AblationSftRow]
+    rl: AblationRlSection
+    rl_rows: dict[str, AblationRlRow]
+    presets: dict[str, Any] = field(metadata={"overlays": True})
+
+
 SCHEMAS: dict[str, type] = {
+    "ablation": AblationConfig,
     "data": DataConfig,
     "eval": EvalConfig,
     "index": IndexConfig,

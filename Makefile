@@ -4,12 +4,15 @@ PY := $(VENV)/bin/python
 PRESET ?= default
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast quickstart lint bench clean
+.PHONY: setup test test-all test-fast quickstart lint bench clean
 
 setup:
 	bash scripts/setup_env.sh $(VENV)
 
 test: setup
+	$(PY) -m pytest -q -m "not ablation" $(PYTEST_ARGS) tests
+
+test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
 test-fast: setup

@@ -16,7 +16,7 @@ import sys
 # Busy-waiting OpenMP threads slow everything down on small shared CPUs; set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from gream_verl.report import emit
+from gream_verl.tables import emit
 
 COMMAND_MODULES = (
     "gream_verl.data.commands",

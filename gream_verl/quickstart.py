@@ -269,7 +269,7 @@ def stage_rl(out: Path, final: Path, data_path: Path, index_path: Path, model_pa
     from gream_verl.data.dataset import load_dataset
     from gream_verl.index.tokens import load_index
     from gream_verl.io import write_text
-    from gream_verl.tasks.rl_parquet import build_rl_data
+    from gream_verl.srpo.rl_data import build_rl_data
 
     built = build_rl_data(load_dataset(data_path), load_index(index_path), out / "data", mode=section["mode"],
                           max_history=max_history, max_train=section["max_train"], max_val=section["max_val"],
@@ -332,7 +332,7 @@ def set_threads(threads: int) -> None:
 def run_quickstart(cfg, data_dir: Path, progress_echo=print) -> dict:
     """Run (or resume) every stage, then write the report; returns the metrics table rows."""
     from gream_verl.pipeline import Pipeline
-    from gream_verl.plots import write_report
+    from gream_verl.quickstart_report import write_report
 
     name = cfg.name or f"{str(cfg.dataset).lower()}-{cfg.preset}"
     root = Path(cfg.runs_dir) / name

@@ -132,6 +132,7 @@ def test_summary_mean_and_std_over_seeds():
 
 
 @pytest.mark.slow
+@pytest.mark.ablation
 def test_smoke_ablation_end_to_end(tmp_path, capsys):
     """Every row on a tiny slice: 6 SFT rows, 3 RL rows through verl on CPU (1 step each)."""
     if not (DATA / "Office").is_dir() and not os.environ.get("GREAM_DATA_DIR"):

@@ -212,7 +212,7 @@ def test_sections_feeding_runtime_dataclasses_name_only_their_fields():
     keyword arguments to these dataclasses: a key there that the dataclass lacks would crash late."""
     from gream_verl.baselines import SASRecConfig
     from gream_verl.configs import schema
-    from gream_verl.tasks.curriculum import CurriculumConfig
+    from gream_verl.tasks.batch_curriculum import CurriculumConfig
     from gream_verl.teacher import TeacherConfig
 
     def names(cls):

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from gream_verl.pipeline import StageResult
-from gream_verl.plots import goal_verdict, write_report
 from gream_verl.quickstart import DATA_ENV, quickstart_config, resolve_data_dir
+from gream_verl.quickstart_report import goal_verdict, write_report
 
 METRICS = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
 

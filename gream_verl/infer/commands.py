@@ -67,7 +67,7 @@ def recommend(args: argparse.Namespace) -> dict:
         for r, (i, s) in enumerate(zip(items[: args.k], scores, strict=False), 1)
     ]
     if not args.json:
-        from gream_verl.report import format_table
+        from gream_verl.tables import format_table
 
         if "reasoning" in result:
             print(result["reasoning"], end="\n\n")

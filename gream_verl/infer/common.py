@@ -179,7 +179,7 @@ def run_entry_point(label: str, evaluate: Callable[[], dict], as_json: bool) -> 
     import logging
     import sys
 
-    from gream_verl.report import emit
+    from gream_verl.tables import emit
 
     logging.basicConfig(level=logging.INFO)
     try:

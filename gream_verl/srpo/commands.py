@@ -28,8 +28,8 @@ def add_commands(sub) -> None:
 
 
 def run_verl_check(args: argparse.Namespace):
-    from gream_verl.report import emit
     from gream_verl.srpo.check import probe, problems
+    from gream_verl.tables import emit
 
     found = probe()
     issues = problems(found)
@@ -46,7 +46,7 @@ def run_rl_build(args: argparse.Namespace) -> dict:
     from gream_verl.config import load_config
     from gream_verl.data.dataset import load_dataset
     from gream_verl.index.tokens import load_index
-    from gream_verl.tasks.rl_parquet import build_rl_data
+    from gream_verl.srpo.rl_data import build_rl_data
 
     cfg = load_config("rl_data", args.config, args.overrides, mode=args.mode, max_history=args.max_history,
                       max_train=args.max_train, max_val=args.max_val)

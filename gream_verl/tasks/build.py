@@ -26,7 +26,7 @@ from gream_verl.tasks.alignment import (
     preference_histories,
     preference_request,
 )
-from gream_verl.tasks.curriculum import ALIGN, CurriculumConfig, build_curriculum
+from gream_verl.tasks.batch_curriculum import ALIGN, CurriculumConfig, build_curriculum
 from gream_verl.tasks.export import DATASET_NAMES, write_alpaca, write_dataset_info
 from gream_verl.tasks.reasoning import REJECT_REASONS, TEACHER_MODES, build_reasoning, reasoning_examples
 

@@ -106,7 +106,7 @@ SEQUENCE = _family("sequence", [  # short on purpose: the rows are many and the 
     ("Give a user's interaction sequence.", "", "history"),
 ])
 
-# Reasoning mode: one template on purpose, so SFT and RL prompts (rl_parquet) can share it.
+# Reasoning mode: one template on purpose, so SFT and RL prompts (srpo/rl_data.py) can share it.
 REASON = _family("reason", [
     ("Here is a user's purchase history, oldest first, each item as its index and title. Think step by step "
      "about the user's behaviour, preferences and intent inside <think></think>, then rewrite the history "

@@ -100,7 +100,7 @@ def prepare(
     from gream_verl.model.checkpoint import save_pretrained_atomic
     from gream_verl.model.tiny import build_tiny_qwen3, texts_from_data, train_tokenizer
     from gream_verl.model.vocab import extend_vocabulary
-    from gream_verl.tasks.rl_parquet import rl_rows, write_parquet
+    from gream_verl.srpo.rl_data import rl_rows, write_parquet
 
     out_dir, data_dir = Path(out_dir), resolve_data_dir(data_dir)
     index_path = Path(index_path) if index_path else _default_index(data_dir)

@@ -19,7 +19,7 @@ import sys
 from gream_verl.baselines import SASRecConfig, most_pop, sasrec
 from gream_verl.data import load_dataset
 from gream_verl.io import write_json
-from gream_verl.report import format_table
+from gream_verl.tables import format_table
 
 METRICS = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
 

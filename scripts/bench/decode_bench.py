@@ -40,7 +40,7 @@ from gream_verl.index.trie import build_trie, build_trie_from_codes
 from gream_verl.infer.common import chat_text, seqrec_messages
 from gream_verl.infer.constrained import constrained_beam_search
 from gream_verl.infer.engine import SharedPrefixDecoder, encode_batch
-from gream_verl.report import format_table
+from gream_verl.tables import format_table
 
 OFFICE = Path(__file__).resolve().parents[3] / "shared" / "data" / "Office"
 

@@ -104,7 +104,7 @@ def main() -> None:
     from tqdm.auto import tqdm
 
     from gream_verl.io import write_json
-    from gream_verl.report import format_table
+    from gream_verl.tables import format_table
 
     common = {"levels": args.levels, "codebook_size": args.codebook_size, "iters": args.iters, "dim": 384}
     cases = [("office", 2420, args.office_embeddings), ("synthetic 10k", 10_000, None),

@@ -44,8 +44,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from gream_verl.report import format_table
     from gream_verl.srpo.reward import index_reward
+    from gream_verl.tables import format_table
 
     rows = []
     for name, text in hostile(args.kb * 1024).items():

@@ -166,7 +166,7 @@ def main() -> None:
         model, index, data = run_paths(Path(args.run))
 
     from gream_verl.io import write_json
-    from gream_verl.report import format_table
+    from gream_verl.tables import format_table
 
     # Both servers run side by side and the levels alternate between them, so that a change in
     # the machine's load (a shared CPU) hits both sides of each ratio alike.

@@ -83,8 +83,8 @@ def main(argv=None) -> int:
     from omegaconf import OmegaConf
     from verl.trainer.ppo import core_algos
 
-    from gream_verl.report import format_table
     from gream_verl.srpo.advantage import compute_srpo_outcome_advantage
+    from gream_verl.tables import format_table
 
     rewards, mask, uids = make_batch(args.prompts, args.n, args.resp_len)
     algo = OmegaConf.create({"norm_adv_by_std_in_grpo": True, "use_kl_in_reward": False, "srpo": {"k": 4}})

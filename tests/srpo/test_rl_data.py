@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from gream_verl.data.dataset import RecDataset
 from gream_verl.index.tokens import ItemIndex
 from gream_verl.srpo.reward import compute_score
-from gream_verl.tasks.rl_parquet import build_rl_data, rl_rows
+from gream_verl.srpo.rl_data import build_rl_data, rl_rows
 
 
 def toy():
@@ -85,7 +85,7 @@ def test_curriculum_dataset_orders_easy_first(tmp_path, tokenizer):
 
     ds, index = toy()
     build_rl_data(ds, index, tmp_path, max_history=20)
-    cfg = rlhf_config(tmp_path, custom_cls={"path": "pkg://gream_verl.srpo.curriculum", "name": "CurriculumRLHFDataset"},
+    cfg = rlhf_config(tmp_path, custom_cls={"path": "pkg://gream_verl.srpo.prompt_curriculum", "name": "CurriculumRLHFDataset"},
                       curriculum={"pace": 1.0, "c0": 0.01})
     cls = get_dataset_class(cfg)
     assert issubclass(cls, RLHFDataset) and cls.__name__ == "CurriculumRLHFDataset"
@@ -103,7 +103,7 @@ def test_curriculum_dataset_orders_easy_first(tmp_path, tokenizer):
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, 20), max_size=300), st.floats(0.0, 2.0), st.floats(0.01, 1.0), st.integers(0, 5))
 def test_curriculum_order_is_a_permutation_respecting_competence(d, pace, c0, seed):
-    from gream_verl.srpo.curriculum import competence, curriculum_order
+    from gream_verl.srpo.prompt_curriculum import competence, curriculum_order
 
     order = curriculum_order(d, pace, c0, seed)
     n = len(d)

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gream_verl.tasks.curriculum import (
+from gream_verl.tasks.batch_curriculum import (
     ALIGN,
     REASON,
     CurriculumConfig,

@@ -24,7 +24,7 @@ import numpy as np
 
 from gream_verl.io import atomic_path, read_json, write_json, write_text
 from gream_verl.metrics import bootstrap_ci, paired_bootstrap_diff, per_user_metrics, target_ranks
-from gream_verl.report import format_table
+from gream_verl.tables import format_table
 
 METRICS = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
 GOAL_METRICS = ("recall@10", "ndcg@10")

@@ -238,14 +238,16 @@ def gpu_available() -> bool:
 
 
 def cpu_backend_available() -> tuple[bool, str]:
-    """Whether ``gream_verl.verl_cpu`` imports and the tiny CPU recipe is there."""
-    script = REPO / "recipes" / "srpo" / "cpu_tiny.sh"
+    """Whether ``gream_verl.verl_cpu`` imports and its CPU SRPO recipe (package data) is there."""
+    from importlib import resources
+
+    script = Path(str(resources.files("gream_verl.verl_cpu").joinpath("cpu_tiny.sh")))
     try:
         import gream_verl.verl_cpu  # noqa: F401
     except Exception as e:  # noqa: BLE001 - any import failure means "not usable"
         return False, f"gream_verl.verl_cpu does not import: {e}"
     if not script.is_file():
-        return False, f"{script.relative_to(REPO)} is missing"
+        return False, f"{script} is missing"
     return True, str(script)
 
 
@@ -285,7 +287,7 @@ def stage_rl(out: Path, final: Path, data_path: Path, index_path: Path, model_pa
         import sys
 
         here = srpo_command(out / "data", model_path, data_path.name)  # the data is not renamed yet
-        subprocess.run([sys.executable, *here[1:]], check=True, cwd=REPO)
+        subprocess.run([sys.executable, *here[1:]], check=True)
         return {**summary, "status": "trained on GPU"}
     cpu_ok, why = cpu_backend_available()
     if cpu_ok and (enabled is True or section.get("cpu_fallback")):
@@ -297,7 +299,7 @@ def stage_rl(out: Path, final: Path, data_path: Path, index_path: Path, model_pa
                "GREAM_INDEX": str(index_path)}  # rollouts answer with valid items (trie-constrained)
         overrides = [f"{k}={v}" for k, v in (section.get("cpu_overrides") or {}).items()]
         try:
-            subprocess.run(["bash", why, *overrides], check=True, cwd=REPO, env=env,
+            subprocess.run(["bash", why, *overrides], check=True, env=env,
                            timeout=float(section.get("cpu_timeout_minutes", 30)) * 60)
         except subprocess.TimeoutExpired as e:
             raise RuntimeError(
@@ -307,7 +309,7 @@ def stage_rl(out: Path, final: Path, data_path: Path, index_path: Path, model_pa
         metrics = out / "cpu_srpo" / "metrics.jsonl"
         steps = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
         last = steps[-1]["data"] if steps else {}
-        return {**summary, "status": f"trained with the CPU backend (recipes/srpo/cpu_tiny.sh, {len(steps)} SRPO steps)",
+        return {**summary, "status": f"trained with the CPU backend (gream_verl/verl_cpu/cpu_tiny.sh, {len(steps)} SRPO steps)",
                 "score_mean_last_step": last.get("critic/score/mean"),
                 "zero_variance_groups_dropped": sum(s["data"].get("training/filter_groups/evicted_samples", 0)
                                                     for s in steps)}

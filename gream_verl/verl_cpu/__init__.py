@@ -6,7 +6,7 @@
 * ``register``: wires the above in when verl imports its plugins.
 
 Select it with ``VERL_PLATFORM=cpu`` and ``actor_rollout_ref.rollout.name=hf`` (see
-``recipes/srpo/cpu_tiny.sh``).
+``gream_verl/verl_cpu/cpu_tiny.sh``, run from a checkout as ``recipes/srpo/cpu_tiny.sh``).
 """
 
 SUPPORTED_VERL = "0.9.1"

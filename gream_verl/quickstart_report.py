@@ -246,6 +246,18 @@ def _sasrec_lines(results: Mapping[str, Any]) -> list[str]:
             "", format_table(cands), ""]
 
 
+def serve_command(results: Mapping[str, Any]) -> str | None:
+    """``gream serve`` for the run's SFT model, index and dataset (None until those stages exist)."""
+    if not all(k in results for k in ("data", "index", "sft")):
+        return None
+    indexes = sorted(Path(results["index"].path).glob("*.index.json"))
+    datasets = sorted(p for p in Path(results["data"].path).iterdir() if p.is_dir())
+    if not indexes or not datasets:
+        return None
+    return (f"gream serve --model {results['sft'].path} --index {indexes[0]} --data {datasets[0]} "
+            "--port 8000")
+
+
 def write_report(root: Path, results: Mapping[str, Any], config: dict) -> dict:
     """Write ``report.md``, ``report.png`` and ``metrics.json`` under ``root``; return the table."""
     root = Path(root)
@@ -289,6 +301,10 @@ def write_report(root: Path, results: Mapping[str, Any], config: dict) -> dict:
         r = results["rl"].summary
         lines += ["## RL (SRPO in verl)", "", f"Status: {r.get('status')}.", "",
                   f"Command for a GPU machine: `{r.get('command_file')}`", ""]
+    serve = serve_command(results)
+    if serve:
+        lines += ["## Serve the model", "", "A recommendation service for the SFT model (OpenAPI docs at "
+                  "http://127.0.0.1:8000/docs; see README, Serving):", "", "```bash", serve, "```", ""]
     report = write_text(root / "report.md", "\n".join(lines))
     out = {"table": table, "verdict": verdict, "goal": facts, "rows": rows, "differences": differences,
            "test_users": test_users, "report": str(report), "plot": str(plot)}

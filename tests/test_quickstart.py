@@ -153,3 +153,18 @@ def test_smoke_preset_end_to_end_then_resumes(tmp_path, shared_data, capsys):
     for stage in stages:
         assert re.search(rf"\] {stage}: up to date", printed), f"{stage} ran again"
     assert "running" not in printed
+
+
+def test_report_ends_with_the_serve_command_for_the_run(tmp_path):
+    from gream_verl.pipeline import StageResult
+    from gream_verl.quickstart_report import serve_command
+
+    (tmp_path / "data" / "Office").mkdir(parents=True)
+    (tmp_path / "index").mkdir()
+    (tmp_path / "index" / "Office.index.json").write_text("{}")
+    (tmp_path / "index" / "Office.index.report.json").write_text("{}")
+    (tmp_path / "sft").mkdir()
+    results = {k: StageResult(k, tmp_path / k, "h") for k in ("data", "index", "sft")}
+    assert serve_command(results) == (f"gream serve --model {tmp_path / 'sft'} --index {tmp_path / 'index' / 'Office.index.json'}"
+                                      f" --data {tmp_path / 'data' / 'Office'} --port 8000")
+    assert serve_command({k: v for k, v in results.items() if k != "sft"}) is None

@@ -35,15 +35,12 @@ from typing import Any
 
 from gream_verl.quickstart import DATA_ENV, _plain, resolve_data_dir
 
-PAPER_SETTING = "Instruments, Qwen3-4B, 8 GPUs, GPT-5 teacher"
 REWARD_FUNCTIONS = {  # reward -> verl's reward.custom_reward_function (path, name)
     "binary": ("pkg://gream_verl.ablation", "binary_exact_score"),
     "residual": ("pkg://gream_verl.srpo.reward", "compute_score"),
 }
 ESTIMATORS = ("grpo", "srpo")
 INDEX_KINDS = {"text": False, "collaborative": True}  # kind -> index.collaborative.enabled
-DIRECT_NAMES = ("recall@1", "recall@5", "recall@10", "ndcg@1", "ndcg@5", "ndcg@10")
-PASS_KS = (1, 5, 10)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
 
@@ -115,37 +112,6 @@ def rl_overrides(row, steps: int, dynamic_sampling: bool) -> dict[str, Any]:
         "trainer.save_freq": int(steps),
         "actor_rollout_ref.actor.checkpoint.save_contents": "[model,hf_model]",
     }
-
-
-# --- per-user metrics ---------------------------------------------------------------------------
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def direct_per_user(predictions: list[dict]) -> dict[str, Any]:
-    """``{"users": [...], "avg": (users,), "recall@1": (users,), ...}`` from ``predictions.jsonl`` rows."""
-    import numpy as np
-
-    from gream_verl.metrics import per_user_metrics, target_ranks
-
-    ranks = target_ranks([p["predictions"] for p in predictions], [p["target"] for p in predictions])
-    per = per_user_metrics(ranks, DIRECT_NAMES)
-    return {"users": [str(p["user"]) for p in predictions], **per,
-            "avg": np.mean([per[n] for n in DIRECT_NAMES], axis=0) if predictions else np.zeros(0)}
-
-
-def reason_per_user(predictions: list[dict]) -> dict[str, Any]:
-    """Pass@k per user (target among the first k distinct answers, as ``gream eval reason``) and their mean."""
-    import numpy as np
-
-    from gream_verl.metrics import recall_per_user, target_ranks
-
-    ranks = target_ranks([p["answers"] for p in predictions], [p["target"] for p in predictions])
-    per = {f"pass@{k}": recall_per_user(ranks, k) for k in PASS_KS}
-    return {"users": [str(p["user"]) for p in predictions], **per,
-            "avg": np.mean(list(per.values()), axis=0) if predictions else np.zeros(0)}
 
 
 # --- stages -------------------------------------------------------------------------------------

@@ -9,24 +9,52 @@ seeds (rows share the users: the same data slice, split and ``limit``).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from gream_verl.ablation import (
-    DIRECT_NAMES,
-    PAPER_SETTING,
-    PASS_KS,
-    direct_per_user,
-    read_jsonl,
-    reason_per_user,
-)
-
+PAPER_SETTING = "Instruments, Qwen3-4B, 8 GPUs, GPT-5 teacher"
+DIRECT_NAMES = ("recall@1", "recall@5", "recall@10", "ndcg@1", "ndcg@5", "ndcg@10")
+PASS_KS = (1, 5, 10)
 PAPER_COLUMN = "see paper"  # Tables 3/4 of arXiv 2510.20815 were not in the searchable corpora here
 TEMPLATE_NOTE = ("reasoning data: the offline **template teacher**, a structural stand-in filled from item "
                  "metadata, not reasoning (`--teacher llm` uses an OpenAI-compatible LLM)")
+
+
+
+# --- per-user metrics ---------------------------------------------------------------------------
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def direct_per_user(predictions: list[dict]) -> dict[str, Any]:
+    """``{"users": [...], "avg": (users,), "recall@1": (users,), ...}`` from ``predictions.jsonl`` rows."""
+    import numpy as np
+
+    from gream_verl.metrics import per_user_metrics, target_ranks
+
+    ranks = target_ranks([p["predictions"] for p in predictions], [p["target"] for p in predictions])
+    per = per_user_metrics(ranks, DIRECT_NAMES)
+    return {"users": [str(p["user"]) for p in predictions], **per,
+            "avg": np.mean([per[n] for n in DIRECT_NAMES], axis=0) if predictions else np.zeros(0)}
+
+
+def reason_per_user(predictions: list[dict]) -> dict[str, Any]:
+    """Pass@k per user (target among the first k distinct answers, as ``gream eval reason``) and their mean."""
+    import numpy as np
+
+    from gream_verl.metrics import recall_per_user, target_ranks
+
+    ranks = target_ranks([p["answers"] for p in predictions], [p["target"] for p in predictions])
+    per = {f"pass@{k}": recall_per_user(ranks, k) for k in PASS_KS}
+    return {"users": [str(p["user"]) for p in predictions], **per,
+            "avg": np.mean(list(per.values()), axis=0) if predictions else np.zeros(0)}
 
 
 def row_scores(p, name: str, seeds: list[int]) -> dict:

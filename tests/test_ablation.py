@@ -13,15 +13,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from gream_verl.ablation import (
-    ablation_config,
-    binary_exact_score,
-    direct_per_user,
-    reason_per_user,
-    rl_overrides,
-    sft_runs,
-)
-from gream_verl.ablation_report import summarise
+from gream_verl.ablation import ablation_config, binary_exact_score, rl_overrides, sft_runs
+from gream_verl.ablation_report import direct_per_user, reason_per_user, summarise
 from gream_verl.config import ConfigError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -28,7 +28,7 @@ value, so each row's difference to the row above gets a paired bootstrap interva
 from __future__ import annotations
 
 import argparse
-import json
+import copy
 import shutil
 from pathlib import Path
 from typing import Any
@@ -118,7 +118,7 @@ def rl_overrides(row, steps: int, dynamic_sampling: bool) -> dict[str, Any]:
 
 
 def index_section(base: dict, kind: str) -> dict:
-    section = json.loads(json.dumps(base))
+    section = copy.deepcopy(base)
     section.setdefault("collaborative", {})["enabled"] = INDEX_KINDS[kind]
     return section
 

@@ -9,13 +9,14 @@ seeds (rows share the users: the same data slice, split and ``limit``).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gream_verl.io import atomic_path, read_jsonl
 
 PAPER_SETTING = "Instruments, Qwen3-4B, 8 GPUs, GPT-5 teacher"
 DIRECT_NAMES = ("recall@1", "recall@5", "recall@10", "ndcg@1", "ndcg@5", "ndcg@10")
@@ -27,10 +28,6 @@ TEMPLATE_NOTE = ("reasoning data: the offline **template teacher**, a structural
 
 
 # --- per-user metrics ---------------------------------------------------------------------------
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def direct_per_user(predictions: list[dict]) -> dict[str, Any]:
@@ -147,10 +144,11 @@ def plot(path: Path, labels: dict[str, str], summaries: list[dict[str, dict]]) -
         ax.set_title(title + "\n(bars: 95% bootstrap CI over users)", fontsize=9)
     fig.suptitle("gream ablate: SFT rows (blue, Table 4) and RL rows (orange, Table 3)", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -203,9 +201,11 @@ Machine: {platform.machine()}, {os.cpu_count()} CPUs; stage wall time in all: {w
 |---|---|---|
 {stages}
 """
-    report = write_text(root / "report.md", text)
+    # report.md, which links the other two, is written last: a failure never leaves it pointing at
+    # a missing or stale plot
     png = plot(root / "report.png", {**sft_labels, **rl_labels}, [sft, rl])
     results = write_json(root / "results.json", {"sft": sft, "rl": rl, "seeds": seeds, "preset": cfg.preset,
                                                  "teacher": cfg.teacher, "wall_s": wall,
                                                  "stages": {r.name: r.wall_s for r in p.results.values()}})
+    report = write_text(root / "report.md", text)
     return {"report": str(report), "plot": str(png), "results": str(results), "tables": tables}

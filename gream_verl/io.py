@@ -63,3 +63,17 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from e
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """Rows of a JSON-lines file (blank lines skipped), with an error that names the file and line."""
+    path = Path(path)
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+    return rows

@@ -20,7 +20,6 @@ then ``runs/<name>/report.md`` and ``report.png``. Presets (``--preset default|s
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
@@ -270,7 +269,7 @@ def stage_rl(out: Path, final: Path, data_path: Path, index_path: Path, model_pa
 
     from gream_verl.data.dataset import load_dataset
     from gream_verl.index.tokens import load_index
-    from gream_verl.io import write_text
+    from gream_verl.io import read_jsonl, write_text
     from gream_verl.srpo.rl_data import build_rl_data
 
     built = build_rl_data(load_dataset(data_path), load_index(index_path), out / "data", mode=section["mode"],
@@ -307,7 +306,7 @@ def stage_rl(out: Path, final: Path, data_path: Path, index_path: Path, model_pa
                 "dynamic sampling refills forever: add algorithm.filter_groups.enable: false to rl.cpu_overrides"
             ) from None
         metrics = out / "cpu_srpo" / "metrics.jsonl"
-        steps = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+        steps = read_jsonl(metrics) if metrics.exists() else []
         last = steps[-1]["data"] if steps else {}
         return {**summary, "status": f"trained with the CPU backend (gream_verl/verl_cpu/cpu_tiny.sh, {len(steps)} SRPO steps)",
                 "score_mean_last_step": last.get("critic/score/mean"),

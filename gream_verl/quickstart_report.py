@@ -15,14 +15,13 @@ time cap, is reported but never called a success.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gream_verl.io import atomic_path, read_json, write_json, write_text
+from gream_verl.io import atomic_path, read_json, read_jsonl, write_json, write_text
 from gream_verl.metrics import bootstrap_ci, paired_bootstrap_diff, per_user_metrics, target_ranks
 from gream_verl.tables import format_table
 
@@ -47,7 +46,7 @@ def per_user_ranks(results: Mapping[str, Any]) -> dict[str, tuple[list[str], np.
     if "eval" in results:
         path = Path(results["eval"].path) / "predictions.jsonl"
         if path.is_file():
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            rows = read_jsonl(path)
             out[GREAM] = ([str(r["user"]) for r in rows],
                           target_ranks([r["predictions"] for r in rows], [r["target"] for r in rows]))
     if "baselines" in results:

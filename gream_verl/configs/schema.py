@@ -317,14 +317,20 @@ class TinyModelSection:
 
 
 @dataclass
-class RlSection:
-    enabled: Any  # auto | true | false (checked by gream_verl.quickstart)
-    cpu_fallback: bool
+class RlRunSection:
+    """What every CPU SRPO run reads: its verl overrides, time limit and RL data."""
+
     cpu_timeout_minutes: float
     cpu_overrides: dict[str, Any]  # verl's Hydra keys: verl checks them
     mode: str
     max_train: int | None
     max_val: int | None
+
+
+@dataclass
+class RlSection(RlRunSection):
+    enabled: Any  # auto | true | false (checked by gream_verl.quickstart)
+    cpu_fallback: bool
 
 
 @dataclass
@@ -370,15 +376,10 @@ class AblationRlRow:
 
 
 @dataclass
-class AblationRlSection:
+class AblationRlSection(RlRunSection):
     start_from: str  # the SFT row whose model every RL row starts from
     steps: int
     dynamic_sampling: bool
-    cpu_timeout_minutes: float
-    cpu_overrides: dict[str, Any]  # verl's Hydra keys: verl checks them
-    mode: str
-    max_train: int | None
-    max_val: int | None
 
 
 @dataclass

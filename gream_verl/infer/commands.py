@@ -56,7 +56,7 @@ def recommend(args: argparse.Namespace) -> dict:
         text = common.chat_text(tokenizer, common.seqrec_messages(example, dataset, index, int(cfg.prompt_template)),
                                 dict(cfg.chat_template_kwargs or {}))  # fmt: skip
         (row,) = constrained_beam_search(model, tokenizer, trie, [text], num_beams=args.k,
-                                         engine=str(cfg.get("engine", "auto")))  # fmt: skip
+                                         engine=str(cfg.engine))  # fmt: skip
         items, scores = [c.item for c in row], [c.score for c in row]
     else:
         reasoning, items = reason_for_history(model, tokenizer, trie, dataset, index, history, args.k, cfg)

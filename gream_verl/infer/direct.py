@@ -88,7 +88,7 @@ def evaluate_direct(cfg: DictConfig, model=None, tokenizer=None, prompt_fn: comm
             model, tokenizer, trie, local, dataset, index,
             beams=int(cfg.beams), batch_size=int(cfg.batch_size), prompt_fn=prompt_fn,
             chat_template_kwargs=dict(cfg.chat_template_kwargs or {}),
-            progress=bool(cfg.progress) and shards.is_main, engine=str(cfg.get("engine", "auto")),
+            progress=bool(cfg.progress) and shards.is_main, engine=str(cfg.engine),
         )  # fmt: skip
         ranked = shards.gather([[(c.item, c.score) for c in row] for row in ranked_local])
         rankings = [[item for item, _ in row] for row in ranked]

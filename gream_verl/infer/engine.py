@@ -38,8 +38,8 @@ swap places; ``tests/infer/test_engine.py`` checks items and scores against ``ge
 With ``B >= number of items`` nothing is ever pruned, so the result is the exact top-k of
 exhaustive scoring.
 
-Sampling (reasoning answers and RL rollouts)
---------------------------------------------
+Sampling (item answers)
+-----------------------
 ``constrained_sample(model, tokenizer, trie, prompts, n, temperature=1.0, top_p=1.0,
 seed=None, eos_token_id=None)`` draws ``n`` answers per prompt (with replacement, independent
 rows sharing the prompt's prefill). At each level the model's logits are restricted to the
@@ -50,7 +50,10 @@ renormalised over the allowed tokens, cut to the top-``p`` nucleus and sampled
 (the model's full-vocabulary log-probability of those tokens at temperature 1, the quantity a
 policy gradient uses) and ``sampling_logprob`` (log-probability under the masked, tempered,
 nucleus distribution actually sampled from). ``prompts`` may be chat-formatted strings or
-lists of token ids (a rollout's prompt ids); ``seed`` makes the draws reproducible.
+lists of token ids (a rollout's prompt ids); ``seed`` makes the draws reproducible. verl's CPU
+rollout does not call it: ``gream_verl/verl_cpu/generate.py`` decodes whole responses (free
+reasoning text, then a constrained answer) and returns the per-token log-probabilities verl's
+actor compares against, where this returns one per sample.
 
 Shapes: ``P`` prompts, ``L`` padded prompt length, ``K`` beams (or samples) per prompt, ``V``
 logits width, ``W`` widest trie fan-out among the current beams.

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from gream_verl.data.dataset import RecDataset
 from gream_verl.data.split import Example
 from gream_verl.index.tokens import ItemIndex
+from gream_verl.infer.constrained import ENGINES
 
 
 class HistoryError(ValueError):
@@ -57,8 +58,8 @@ class Recommender:
         if self.max_history < 1:
             raise ValueError(f"max_history must be >= 1 for serving, got {self.max_history}")
         self.engine = str(cfg.engine)  # auto (the item decoder) | hf (generate(), for comparison)
-        if self.engine not in ("auto", "hf"):
-            raise ValueError(f"engine must be auto or hf, got {self.engine!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {' | '.join(ENGINES)}, got {self.engine!r}")
         # Requests may name items by ASIN where the catalogue has them.
         self.by_asin = {m["asin"]: i for i, m in dataset.items.items() if m.get("asin") and i in index}
         self.chat_kwargs = dict(cfg.chat_template_kwargs or {})

@@ -36,6 +36,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gream_verl.io import read_jsonl
+
 RESOLVED_CONFIG = "gream_sft_config.yaml"
 ORDER_BREAKING_KEYS = ("val_size", "streaming", "packing", "neat_packing")  # training arguments
 ORDER_BREAKING_DATASET_KEYS = ("num_samples",)  # dataset_info.json attributes (random subsample)
@@ -146,7 +148,7 @@ def read_log_history(output_dir: Path) -> tuple[list[dict], Path | None]:
         return list(json.loads(state.read_text(encoding="utf-8")).get("log_history", [])), state
     log = output_dir / "trainer_log.jsonl"
     if log.is_file():
-        rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = read_jsonl(log)
         return rows, log
     return [], None
 

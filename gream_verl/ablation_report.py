@@ -21,7 +21,6 @@ from gream_verl.io import atomic_path, read_jsonl
 PAPER_SETTING = "Instruments, Qwen3-4B, 8 GPUs, GPT-5 teacher"
 DIRECT_NAMES = ("recall@1", "recall@5", "recall@10", "ndcg@1", "ndcg@5", "ndcg@10")
 PASS_KS = (1, 5, 10)
-PAPER_COLUMN = "see paper"  # Tables 3/4 of arXiv 2510.20815 were not in the searchable corpora here
 TEMPLATE_NOTE = ("reasoning data: the offline **template teacher**, a structural stand-in filled from item "
                  "metadata, not reasoning (`--teacher llm` uses an OpenAI-compatible LLM)")
 
@@ -113,13 +112,13 @@ def _diff(entry: dict) -> str:
 
 def table(title: str, labels: dict[str, str], summary: dict[str, dict]) -> str:
     head = ("| row | Avg Direct | Δ vs row above [95% CI] | Avg Reason | Δ vs row above [95% CI] | "
-            "R@1 | R@5 | R@10 | N@5 | N@10 | P@1 | P@5 | P@10 | paper Avg Direct | paper Avg Reason |")
+            "R@1 | R@5 | R@10 | N@5 | N@10 | P@1 | P@5 | P@10 |")
     lines = [f"### {title}", "", head, "|" + "---|" * (head.count("|") - 1)]
     for name, row in summary.items():
         d, r = row["direct"], row["reason"]
         cells = [labels[name], _pm(d), _diff(d), _pm(r), _diff(r),
                  *(f"{d[n]:.4f}" for n in ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")),
-                 *(f"{r[f'pass@{k}']:.4f}" for k in PASS_KS), PAPER_COLUMN, PAPER_COLUMN]
+                 *(f"{r[f'pass@{k}']:.4f}" for k in PASS_KS)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -183,8 +182,8 @@ Scored: {direct_users} test users in direct mode (beam {cfg.eval.beams}), {reaso
 (n = {cfg.eval.reason.num_samples}, temperature {cfg.eval.reason.temperature}, top-p {cfg.eval.reason.top_p},
 {cfg.eval.reason.max_new_tokens} new tokens at most).
 {teacher}.
-Paper column: {PAPER_SETTING}; its numbers: {PAPER_COLUMN} (arXiv 2510.20815, Tables 3 and 4; they could
-not be retrieved here, so no number is quoted).
+The paper's Tables 3 and 4 (arXiv 2510.20815) are measured on {PAPER_SETTING}; their numbers could
+not be retrieved here, so none is quoted beside ours: compare the directions, not the values.
 
 Avg Direct = mean of Recall@{{1,5,10}} and NDCG@{{1,5,10}}; Avg Reason = mean of Pass@{{1,5,10}}.
 Δ: paired bootstrap ({resamples} resamples over users) of the row's Avg minus the row above's.
